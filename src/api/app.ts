@@ -1,0 +1,89 @@
+/**
+ * The Koa application: error mapping, body parsing, the API router and the session cookie.
+ */
+import Koa, { type Context, type Middleware } from "koa";
+import { koaBody } from "koa-body";
+import type { Authenticator } from "../auth/authenticator.js";
+import type { ClusterManager } from "../clusters/manager.js";
+import { PublicError } from "../clusters/manager.js";
+import type { Logger } from "../logging.js";
+import { issueCookie, Unauthorized } from "./auth-middleware.js";
+import { apiRouter } from "./routes.js";
+
+export interface AppDeps {
+  manager: ClusterManager;
+  auth: Authenticator;
+  log: Logger;
+  version: string;
+  maxBodyBytes: number;
+  /** Extra middleware mounted before the API (the dashboard proxy). */
+  before?: Middleware[];
+}
+
+/** Builds the application; it is served by the public listener, never listened on by itself. */
+export function createApp(deps: AppDeps): Koa {
+  const app = new Koa({ proxy: false });
+  app.silent = true;
+  app.use(errors(deps.log));
+  for (const m of deps.before ?? []) app.use(m);
+  app.use(requireJsonBody);
+  app.use(koaBody({ json: true, jsonLimit: deps.maxBodyBytes, jsonStrict: false, text: false, urlencoded: false, multipart: false }));
+  app.use(async (ctx, next) => {
+    await next();
+    issueCookie(ctx, deps.auth);
+  });
+  const router = apiRouter(deps);
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  app.use((ctx) => {
+    // Unmatched paths: aiohttp's plain-text 404, as the reference answers.
+    ctx.status = 404;
+    ctx.type = "text/plain";
+    ctx.body = "404: Not Found";
+  });
+  return app;
+}
+
+/** Maps every error to `{"error": message}` with its status; unexpected ones become a logged 500. */
+function errors(log: Logger): Middleware {
+  return async (ctx: Context, next) => {
+    const started = Date.now();
+    try {
+      await next();
+    } catch (err) {
+      respondError(ctx, err, log);
+    }
+    log.debug({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Date.now() - started }, "request");
+  };
+}
+
+function respondError(ctx: Context, err: unknown, log: Logger): void {
+  if (err instanceof Unauthorized) {
+    ctx.status = 401;
+    ctx.set("WWW-Authenticate", err.scheme);
+    ctx.body = { error: err.message };
+  } else if (err instanceof PublicError) {
+    ctx.status = err.status;
+    ctx.body = { error: err.message };
+  } else if (isHttpError(err) && err.status < 500) {
+    ctx.status = err.status;
+    ctx.body = { error: err.status === 400 ? `request body is not valid JSON: ${err.message}` : err.message };
+  } else {
+    log.error({ err, method: ctx.method, path: ctx.path }, "unexpected error");
+    ctx.status = 500;
+    ctx.body = { error: "internal server error" };
+  }
+}
+
+function isHttpError(err: unknown): err is { status: number; message: string } {
+  return typeof err === "object" && err !== null && typeof (err as { status?: unknown }).status === "number";
+}
+
+/** A request with a body must say it is JSON (the client and the preload always do). */
+const requireJsonBody: Middleware = async (ctx, next) => {
+  const hasBody = Number(ctx.get("content-length") || 0) > 0 || ctx.get("transfer-encoding") !== "";
+  if (hasBody && !ctx.is("application/json", "+json")) {
+    throw new PublicError(415, `request body must be JSON (Content-Type: application/json), got ${ctx.get("content-type") || "no Content-Type"}`);
+  }
+  await next();
+};

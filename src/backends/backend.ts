@@ -1,0 +1,57 @@
+/**
+ * The small interface every place that runs clusters implements. The cluster manager decides *what*
+ * should happen; a backend only knows *how* to start, stop and check one scheduler or worker.
+ */
+
+/** JSON-serialisable facts a backend needs to find its scheduler or worker again (pid, service id...). */
+export type BackendState = Record<string, string | number | boolean | null>;
+
+/** Everything a backend needs to launch a cluster's scheduler. */
+export interface SchedulerLaunch {
+  name: string;
+  user: string;
+  token: string;
+  tlsCert: string;
+  tlsKey: string;
+  /** Base URL of the gateway API as schedulers reach it; ends in /api. */
+  apiUrl: string;
+  heartbeatPeriod: number;
+  adaptivePeriod: number;
+  idleTimeout: number;
+  schedulerCores: number;
+  schedulerMemoryBytes: number;
+  environment: Record<string, string>;
+}
+
+/** Everything a backend needs to launch one worker. */
+export interface WorkerLaunch {
+  cluster: SchedulerLaunch;
+  clusterState: BackendState;
+  workerName: string;
+  schedulerAddress: string;
+  workerCores: number;
+  workerThreads: number;
+  workerMemoryBytes: number;
+}
+
+/** A start or stop that cannot succeed by retrying; its message becomes the recorded reason. */
+export class BackendError extends Error {}
+
+export interface Backend {
+  readonly kind: string;
+  /** Starts the scheduler; resolves once it is launched (not necessarily connected). */
+  startCluster(launch: SchedulerLaunch): Promise<BackendState>;
+  /** Stops the scheduler and removes everything the cluster owns; idempotent. */
+  stopCluster(launch: SchedulerLaunch, state: BackendState): Promise<void>;
+  startWorker(launch: WorkerLaunch): Promise<BackendState>;
+  /** Stops one worker; idempotent. */
+  stopWorker(launch: WorkerLaunch, state: BackendState): Promise<void>;
+  /** Why the scheduler is gone, or null while it is alive (or its liveness is unknown). */
+  checkCluster(launch: SchedulerLaunch, state: BackendState): Promise<string | null>;
+  /** Why the worker is gone, or null while it is alive. */
+  checkWorker(launch: WorkerLaunch, state: BackendState): Promise<string | null>;
+  /** How many workers the backend can place for a cluster now; null when unbounded. */
+  capacity?(launch: SchedulerLaunch): Promise<number | null>;
+  /** Releases resources of the backend itself (not the clusters). */
+  close(): Promise<void>;
+}

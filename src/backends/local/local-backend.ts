@@ -1,0 +1,160 @@
+/**
+ * Runs each cluster as local processes: a `dask scheduler` with the gateway preload and one
+ * `dask worker` per worker, all in the cluster's own directory with its credentials and logs.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Backend, BackendState, SchedulerLaunch, WorkerLaunch } from "../backend.js";
+import { BackendError } from "../backend.js";
+import { exitInfo, isAlive, spawnLogged, stopProcess } from "./processes.js";
+
+/** Variables passed through from the gateway's environment, as the reference's local backend does. */
+const PASSED_ENV = ["PATH", "PYTHONPATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV", "VIRTUAL_ENV", "LANG", "LC_ALL", "HOME", "TMPDIR"];
+
+export interface LocalBackendOptions {
+  /** Parent of every cluster's work directory. */
+  clustersDir: string;
+  /** The `dask` executable; null finds the project's .venv or PATH. */
+  daskCommand: string | null;
+  /** Stop escalation, shortened in tests. */
+  stopSteps?: Array<[NodeJS.Signals, number]>;
+}
+
+export class LocalBackend implements Backend {
+  readonly kind = "local";
+  private readonly dask: string;
+
+  constructor(private readonly options: LocalBackendOptions) {
+    this.dask = options.daskCommand ?? defaultDaskCommand();
+  }
+
+  async startCluster(launch: SchedulerLaunch): Promise<BackendState> {
+    const workdir = join(this.options.clustersDir, launch.name);
+    const certs = await writeCredentials(workdir, launch);
+    const args = [
+      "scheduler", "--protocol", "tls", "--port", "0", "--host", "127.0.0.1",
+      "--dashboard-address", "127.0.0.1:0",
+      "--preload", "dask_gateway.scheduler_preload",
+      "--dg-api-address", "127.0.0.1:0",
+      "--dg-heartbeat-period", String(launch.heartbeatPeriod),
+      "--dg-adaptive-period", String(launch.adaptivePeriod),
+      "--dg-idle-timeout", String(launch.idleTimeout),
+    ];
+    const env = {
+      ...baseEnv(launch),
+      DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__CERT: certs.cert,
+      DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY: certs.key,
+    };
+    const pid = await this.spawn(workdir, "scheduler.log", args, { ...env, DASK_DISTRIBUTED__COMM__TLS__CA_FILE: certs.cert, DASK_GATEWAY_API_TOKEN: certs.token });
+    return { workdir, pid };
+  }
+
+  async stopCluster(_launch: SchedulerLaunch, state: BackendState): Promise<void> {
+    if (typeof state.pid === "number") await this.stop(state.pid, "scheduler");
+    if (typeof state.workdir === "string") await rm(state.workdir, { recursive: true, force: true });
+  }
+
+  async startWorker(launch: WorkerLaunch): Promise<BackendState> {
+    const workdir = String(launch.clusterState.workdir);
+    const certs = certPaths(workdir);
+    const args = [
+      "worker", launch.schedulerAddress,
+      "--dashboard-address", "127.0.0.1:0",
+      "--name", launch.workerName,
+      "--nthreads", String(launch.workerThreads),
+      "--memory-limit", String(launch.workerMemoryBytes),
+    ];
+    const env = {
+      ...baseEnv(launch.cluster),
+      DASK_GATEWAY_API_TOKEN: certs.token,
+      DASK_DISTRIBUTED__COMM__TLS__CA_FILE: certs.cert,
+      DASK_DISTRIBUTED__COMM__TLS__WORKER__CERT: certs.cert,
+      DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY: certs.key,
+    };
+    const pid = await this.spawn(workdir, `worker-${launch.workerName}.log`, args, env);
+    return { pid };
+  }
+
+  async stopWorker(_launch: WorkerLaunch, state: BackendState): Promise<void> {
+    if (typeof state.pid === "number") await this.stop(state.pid, "worker");
+  }
+
+  async checkCluster(_launch: SchedulerLaunch, state: BackendState): Promise<string | null> {
+    return typeof state.pid === "number" ? this.deathReason(state.pid, "scheduler", logTail(state.workdir, "scheduler.log")) : null;
+  }
+
+  async checkWorker(launch: WorkerLaunch, state: BackendState): Promise<string | null> {
+    const log = logTail(launch.clusterState.workdir, `worker-${launch.workerName}.log`);
+    return typeof state.pid === "number" ? this.deathReason(state.pid, "worker", log) : null;
+  }
+
+  async close(): Promise<void> {}
+
+  private async spawn(workdir: string, logName: string, args: string[], env: Record<string, string>): Promise<number> {
+    try {
+      return await spawnLogged({ command: this.dask, args, cwd: workdir, env, logFile: join(workdir, "logs", logName) });
+    } catch (err) {
+      throw new BackendError(`cannot start '${this.dask}': ${(err as Error).message}`);
+    }
+  }
+
+  private async stop(pid: number, what: string): Promise<void> {
+    if (!(await stopProcess(pid, this.options.stopSteps))) throw new Error(`${what} process ${pid} did not stop`);
+  }
+
+  private async deathReason(pid: number, what: string, tail: Promise<string>): Promise<string | null> {
+    if (isAlive(pid)) return null;
+    const info = exitInfo(pid);
+    const how = info ? (info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`) : "is gone";
+    const last = await tail;
+    return `${what} process ${pid} ${how}${last ? `; last log lines:\n${last}` : ""}`;
+  }
+}
+
+function baseEnv(launch: SchedulerLaunch): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of PASSED_ENV) if (process.env[name] !== undefined) env[name] = process.env[name]!;
+  return {
+    ...env,
+    ...launch.environment,
+    USER: launch.user,
+    DASK_GATEWAY_API_URL: launch.apiUrl,
+    DASK_GATEWAY_CLUSTER_NAME: launch.name,
+    DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION: "True",
+  };
+}
+
+function certPaths(workdir: string) {
+  const dir = join(workdir, ".certs");
+  return { cert: join(dir, "dask.crt"), key: join(dir, "dask.pem"), token: join(dir, "token") };
+}
+
+/** Writes cert, key and token (mode 0600, in 0700 folders); the token goes in a file so it is in no environment. */
+async function writeCredentials(workdir: string, launch: SchedulerLaunch) {
+  const paths = certPaths(workdir);
+  await mkdir(dirname(paths.cert), { recursive: true, mode: 0o700 });
+  await mkdir(join(workdir, "logs"), { recursive: true, mode: 0o700 });
+  await writeFile(paths.cert, launch.tlsCert, { mode: 0o600, flag: "w" });
+  await writeFile(paths.key, launch.tlsKey, { mode: 0o600, flag: "w" });
+  await writeFile(paths.token, launch.token, { mode: 0o600, flag: "w" });
+  return paths;
+}
+
+async function logTail(workdir: unknown, logName: string, lines = 8): Promise<string> {
+  if (typeof workdir !== "string") return "";
+  try {
+    const text = await readFile(join(workdir, "logs", logName), "utf8");
+    return text.trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "";
+  }
+}
+
+/** The project's .venv/bin/dask when it exists (made by `make python-env`), else `dask` on PATH. */
+function defaultDaskCommand(): string {
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+  const venv = join(root, ".venv", "bin", "dask");
+  return existsSync(venv) ? venv : "dask";
+}

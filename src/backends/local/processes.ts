@@ -1,0 +1,109 @@
+/**
+ * Child processes in their own process groups, with the reference's escalating stop
+ * (SIGINT, then SIGTERM, then SIGKILL) and a record of how each one ended.
+ */
+import { spawn } from "node:child_process";
+import { openSync, closeSync } from "node:fs";
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** pid → how it ended, for processes this gateway started. */
+const exits = new Map<number, ExitInfo>();
+const live = new Set<number>();
+
+export interface SpawnOptions {
+  command: string;
+  args: string[];
+  cwd: string;
+  env: Record<string, string>;
+  logFile: string;
+}
+
+/** Starts a process in a new session with stdout and stderr appended to its log file; resolves with its pid. */
+export function spawnLogged(options: SpawnOptions): Promise<number> {
+  const fd = openSync(options.logFile, "a", 0o600);
+  try {
+    const child = spawn(options.command, options.args, {
+      cwd: options.cwd,
+      env: options.env,
+      detached: true,
+      stdio: ["ignore", fd, fd],
+    });
+    return new Promise((resolve, reject) => {
+      child.once("error", reject);
+      child.once("spawn", () => {
+        const pid = child.pid!;
+        live.add(pid);
+        child.once("exit", (code, signal) => {
+          live.delete(pid);
+          exits.set(pid, { code, signal });
+        });
+        child.removeListener("error", reject);
+        child.on("error", () => undefined);
+        resolve(pid);
+      });
+    });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** True while a process exists (whether or not this gateway started it). */
+export function isAlive(pid: number): boolean {
+  if (exits.has(pid)) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** How a process this gateway started ended, if it has. */
+export function exitInfo(pid: number): ExitInfo | undefined {
+  return exits.get(pid);
+}
+
+const STEPS: Array<[NodeJS.Signals, number]> = [["SIGINT", 10_000], ["SIGTERM", 5_000], ["SIGKILL", 5_000]];
+
+/** Stops a process group: SIGINT, SIGTERM, SIGKILL, waiting for each; resolves true once it is gone. */
+export async function stopProcess(pid: number, steps = STEPS): Promise<boolean> {
+  for (const [signal, waitMs] of steps) {
+    if (!isAlive(pid)) break;
+    signalGroup(pid, signal);
+    await waitUntil(() => !isAlive(pid), waitMs);
+  }
+  const gone = !isAlive(pid);
+  if (gone) exits.delete(pid);
+  return gone;
+}
+
+/** Kills every process this gateway started and that is still running (used on exit). */
+export function killAllSync(): void {
+  for (const pid of live) signalGroup(pid, "SIGKILL");
+}
+
+/** Pids of running processes started by this gateway. */
+export function livePids(): number[] {
+  return [...live];
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+async function waitUntil(done: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}

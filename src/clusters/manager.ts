@@ -1,0 +1,430 @@
+/**
+ * The cluster manager: it owns every cluster record and moves each one's current state toward its
+ * target through a work queue. Requests and heartbeats only change targets and counts; the reconcile
+ * functions below are the one place where backends are called.
+ */
+import { randomBytes } from "node:crypto";
+import type { Backend, SchedulerLaunch, WorkerLaunch } from "../backends/backend.js";
+import type { GatewayConfig } from "../config/config.js";
+import type { Logger } from "../logging.js";
+import type { User } from "../auth/users.js";
+import { newKeypair } from "../tls/keypair.js";
+import { clampAdapt, clampScale } from "../options/limits.js";
+import type { OptionsCatalog } from "../options/catalog.js";
+import { applyHeartbeat, decideScale, type HeartbeatMessage } from "./heartbeat.js";
+import { Job, activeWorkers, isActive, publicStatus, type ClusterRecord, type ClusterStatus, type WorkerRecord } from "./model.js";
+import { sendToScheduler, type SchedulerMessage } from "./scheduler-api.js";
+import { WorkQueue } from "./workqueue.js";
+
+/** An error whose message is meant for the user, with the HTTP status that carries it. */
+export class PublicError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+export interface ManagerOptions {
+  backend: Backend;
+  log: Logger;
+  clusters: GatewayConfig["clusters"];
+  limits: GatewayConfig["limits"];
+  catalog: OptionsCatalog;
+  /** Base URL of the gateway API for schedulers (ends in /api). */
+  apiUrl: string;
+  now?: () => number;
+}
+
+const MAX_EVENTS = 200;
+const WAIT_LIMIT_MS = 20_000;
+
+export class ClusterManager {
+  private readonly clusters = new Map<string, ClusterRecord>();
+  private readonly readyWaiters = new Map<string, Set<() => void>>();
+  private readonly queue: WorkQueue;
+  private readonly now: () => number;
+  private checkTimer: NodeJS.Timeout | undefined;
+  private checking = false;
+  private closing = false;
+
+  constructor(private readonly opts: ManagerOptions) {
+    this.now = opts.now ?? Date.now;
+    this.queue = new WorkQueue((key) => this.reconcile(key), {
+      parallelism: 20,
+      backoffBaseMs: 100,
+      backoffMaxMs: 30_000,
+      onError: (key, err, attempt) => opts.log.warn({ key, attempt, err: (err as Error).message }, "reconcile failed, retrying"),
+    });
+  }
+
+  /** Starts the periodic timeout and liveness checks. */
+  start(): void {
+    this.checkTimer = setInterval(() => void this.checkAll(), this.opts.clusters.checkPeriod * 1000);
+    this.checkTimer.unref();
+  }
+
+  // ---- Requests -------------------------------------------------------------------------------
+
+  /** Creates a cluster for a user from their requested options; answers its name. */
+  async create(user: User, requested: unknown): Promise<ClusterRecord> {
+    if (this.closing) throw new PublicError(503, "the gateway is shutting down");
+    const max = this.opts.limits.userMaxClusters;
+    if (max !== null && this.list(user.name).length >= max) {
+      throw new PublicError(409, `user ${user.name} already has ${max} active clusters, the limit set by limits.user_max_clusters; stop one first`);
+    }
+    const parsed = this.opts.catalog.parse(requested);
+    if (!parsed.ok) throw new PublicError(422, parsed.error);
+    const name = randomBytes(16).toString("hex");
+    const { cert, key } = await newKeypair(name);
+    const now = this.now();
+    const cluster: ClusterRecord = {
+      name, user: user.name, token: randomBytes(16).toString("hex"), tlsCert: cert, tlsKey: key,
+      options: parsed.options, config: parsed.config,
+      status: Job.CREATED, target: Job.RUNNING, startTime: now, stopTime: null, count: 0,
+      schedulerAddress: "", dashboardAddress: "", apiAddress: "", lastHeartbeat: null,
+      workerFailures: 0, reason: null, events: [], state: {}, workers: new Map(), clients: 0, lastClientSeen: now,
+    };
+    this.clusters.set(name, cluster);
+    this.event(cluster, "created", `created by ${user.name} with options ${JSON.stringify(parsed.options)}`);
+    this.queue.put(clusterKey(name));
+    return cluster;
+  }
+
+  get(name: string): ClusterRecord | undefined {
+    return this.clusters.get(name);
+  }
+
+  /** A user's clusters: active ones by default, else those whose public status is listed. */
+  list(user: string | null, statuses?: readonly ClusterStatus[]): ClusterRecord[] {
+    return [...this.clusters.values()].filter(
+      (c) => (user === null || c.user === user) && (statuses ? statuses.includes(publicStatus(c.status, c.target)) : isActive(c)),
+    );
+  }
+
+  /** Resolves when the cluster is running, stopping or stopped, or after 20 s, whichever comes first. */
+  async waitReady(cluster: ClusterRecord, limitMs = WAIT_LIMIT_MS): Promise<void> {
+    if (isReady(cluster)) return;
+    await new Promise<void>((resolve) => {
+      const waiters = this.readyWaiters.get(cluster.name) ?? new Set();
+      this.readyWaiters.set(cluster.name, waiters);
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, limitMs);
+      waiters.add(done);
+    });
+  }
+
+  /** Asks a cluster to stop (STOPPED) or fail (FAILED) with a reason; a no-op once a stop was asked. */
+  requestStop(cluster: ClusterRecord, target: typeof Job.STOPPED | typeof Job.FAILED, reason: string): void {
+    if (cluster.target > Job.RUNNING) return;
+    cluster.target = target;
+    cluster.reason = reason;
+    this.event(cluster, target === Job.FAILED ? "failing" : "stopping", reason, target === Job.FAILED ? "warn" : "info");
+    this.queue.put(clusterKey(cluster.name));
+  }
+
+  /** Forwards a scale request to the scheduler, clamped to the limits; answers the reference's {ok, msg}. */
+  async scale(cluster: ClusterRecord, count: number): Promise<{ ok: boolean; msg: string | null }> {
+    const clamp = clampScale(count, this.workerLimit(cluster));
+    await this.forward(cluster, { op: "scale", count: clamp.count });
+    return { ok: clamp.msg === null, msg: clamp.msg };
+  }
+
+  /** Forwards an adapt request to the scheduler, clamped to the limits. */
+  async adapt(cluster: ClusterRecord, minimum: number | null, maximum: number | null, active: boolean): Promise<{ ok: boolean; msg: string | null }> {
+    const clamp = clampAdapt(minimum, maximum, this.workerLimit(cluster));
+    await this.forward(cluster, { op: "adapt", minimum: clamp.minimum, maximum: clamp.maximum, active });
+    return { ok: clamp.msg === null, msg: clamp.msg };
+  }
+
+  /** Applies a scheduler heartbeat; unknown or stopping clusters are ignored, as in the reference. */
+  heartbeat(cluster: ClusterRecord, msg: HeartbeatMessage): void {
+    if (cluster.target > Job.RUNNING) return;
+    const effects = applyHeartbeat(cluster, msg, this.workerLimit(cluster), this.now());
+    for (const worker of effects.workersChanged) this.queue.put(workerKey(cluster.name, worker.name));
+    if (effects.clusterChanged || cluster.status !== Job.RUNNING) this.queue.put(clusterKey(cluster.name));
+  }
+
+  /** Where a running cluster's scheduler listens (host:port), for the TLS relay. */
+  schedulerTarget(name: string): { host: string; port: number } | undefined {
+    const c = this.clusters.get(name);
+    return c && publicStatus(c.status, c.target) === "RUNNING" ? hostPort(c.schedulerAddress) : undefined;
+  }
+
+  /** Where a running cluster's dashboard listens, for the dashboard proxy. */
+  dashboardTarget(name: string): { host: string; port: number } | undefined {
+    const c = this.clusters.get(name);
+    return c && publicStatus(c.status, c.target) === "RUNNING" && c.dashboardAddress ? hostPort(c.dashboardAddress) : undefined;
+  }
+
+  /** Counts client connections relayed to a cluster (for the orphan timeout). */
+  clientConnections(name: string, delta: 1 | -1): void {
+    const c = this.clusters.get(name);
+    if (!c) return;
+    c.clients = Math.max(0, c.clients + delta);
+    c.lastClientSeen = this.now();
+  }
+
+  /** Stops taking work; stops every cluster first when configured to. */
+  async close(): Promise<void> {
+    this.closing = true;
+    clearInterval(this.checkTimer);
+    if (this.opts.clusters.stopOnShutdown) {
+      for (const c of this.clusters.values()) this.requestStop(c, Job.STOPPED, "the gateway shut down");
+      await Promise.race([this.queue.idle(), sleep(30_000)]);
+    }
+    this.queue.close();
+    for (const waiters of this.readyWaiters.values()) for (const w of waiters) w();
+  }
+
+  // ---- Reconciliation -------------------------------------------------------------------------
+
+  private async reconcile(key: string): Promise<void> {
+    const [kind, name, workerName] = key.split("/");
+    const cluster = this.clusters.get(name!);
+    if (!cluster) return;
+    if (kind === "w") {
+      const worker = cluster.workers.get(workerName!);
+      if (worker) await this.reconcileWorker(cluster, worker);
+    } else {
+      await this.reconcileCluster(cluster);
+    }
+  }
+
+  private async reconcileCluster(c: ClusterRecord): Promise<void> {
+    if (c.target > Job.RUNNING) {
+      if (c.status < Job.CLOSING) this.toClosing(c);
+      if (c.status === Job.CLOSING) await this.finishStop(c);
+      return;
+    }
+    if (c.status === Job.CREATED) await this.startScheduler(c);
+    if (c.status === Job.SUBMITTED && c.schedulerAddress && c.target === Job.RUNNING) this.toRunning(c);
+    if (c.status === Job.RUNNING && c.target === Job.RUNNING) await this.checkScale(c);
+  }
+
+  private async startScheduler(c: ClusterRecord): Promise<void> {
+    try {
+      const state = await withTimeout(this.opts.backend.startCluster(this.launch(c)), this.opts.clusters.startTimeout, "starting the scheduler");
+      c.state = state;
+      c.status = Job.SUBMITTED;
+      this.event(c, "submitted", `scheduler started (${this.opts.backend.kind} backend)`);
+    } catch (err) {
+      c.status = Job.SUBMITTED;
+      this.requestStop(c, Job.FAILED, `the scheduler failed to start: ${(err as Error).message}`);
+      this.queue.put(clusterKey(c.name));
+    }
+  }
+
+  private toRunning(c: ClusterRecord): void {
+    c.status = Job.RUNNING;
+    this.event(c, "running", `scheduler at ${c.schedulerAddress}, dashboard ${c.dashboardAddress || "none"}`);
+    this.notifyReady(c);
+  }
+
+  private async checkScale(c: ClusterRecord): Promise<void> {
+    const capacity = this.opts.backend.capacity ? await this.opts.backend.capacity(this.launch(c)) : null;
+    const decision = decideScale(c, this.opts.clusters.workerStartFailureLimit, capacity);
+    if (decision.kind === "fail") this.requestStop(c, Job.FAILED, decision.reason);
+    if (decision.kind !== "start") return;
+    for (let i = 0; i < decision.count; i++) {
+      const worker: WorkerRecord = {
+        name: randomBytes(16).toString("hex"), status: Job.CREATED, target: Job.RUNNING,
+        closeExpected: false, createdAt: this.now(), submittedAt: null, state: {},
+      };
+      c.workers.set(worker.name, worker);
+      this.queue.put(workerKey(c.name, worker.name));
+    }
+  }
+
+  private toClosing(c: ClusterRecord): void {
+    for (const w of c.workers.values()) {
+      if (w.target < Job.STOPPED) {
+        w.target = Job.STOPPED;
+        this.queue.put(workerKey(c.name, w.name));
+      }
+    }
+    c.status = Job.CLOSING;
+    this.notifyReady(c);
+  }
+
+  private async finishStop(c: ClusterRecord): Promise<void> {
+    if ([...c.workers.values()].some((w) => w.status < Job.STOPPED)) return; // Worker reconciles requeue us.
+    if (Object.keys(c.state).length > 0) await this.opts.backend.stopCluster(this.launch(c), c.state);
+    c.workers.clear();
+    c.status = c.target;
+    c.stopTime = this.now();
+    this.event(c, c.status === Job.FAILED ? "failed" : "stopped", c.reason ?? "stopped", c.status === Job.FAILED ? "warn" : "info");
+    this.notifyReady(c);
+  }
+
+  private async reconcileWorker(c: ClusterRecord, w: WorkerRecord): Promise<void> {
+    if (w.target === Job.RUNNING && w.status === Job.CREATED && c.status === Job.RUNNING) {
+      try {
+        w.state = await withTimeout(this.opts.backend.startWorker(this.workerLaunch(c, w)), this.opts.clusters.workerStartTimeout, "starting a worker");
+        if (w.status === Job.CREATED) w.status = Job.SUBMITTED;
+        w.submittedAt = this.now();
+      } catch (err) {
+        this.workerFailed(c, w, `worker ${w.name} failed to start: ${(err as Error).message}`);
+      }
+    }
+    if (w.target >= Job.STOPPED && w.status < Job.STOPPED) {
+      if (Object.keys(w.state).length > 0) await this.opts.backend.stopWorker(this.workerLaunch(c, w), w.state);
+      w.status = w.target;
+      c.workers.delete(w.name);
+      this.queue.put(clusterKey(c.name));
+    }
+  }
+
+  private workerFailed(c: ClusterRecord, w: WorkerRecord, reason: string): void {
+    c.workerFailures++;
+    w.target = Job.FAILED;
+    this.event(c, "worker-failed", reason, "warn");
+    this.queue.put(workerKey(c.name, w.name));
+  }
+
+  // ---- Periodic checks --------------------------------------------------------------------------
+
+  private async checkAll(): Promise<void> {
+    if (this.checking) return;
+    this.checking = true;
+    try {
+      for (const c of [...this.clusters.values()]) await this.checkCluster(c);
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  /** Timeouts, liveness, orphans and retention of one cluster: each rule stops or fails it with a reason. */
+  private async checkCluster(c: ClusterRecord): Promise<void> {
+    const now = this.now();
+    const cfg = this.opts.clusters;
+    if (c.status >= Job.STOPPED) {
+      if (c.stopTime !== null && now - c.stopTime > cfg.stoppedRetention * 1000) this.forget(c);
+      return;
+    }
+    if (c.target !== Job.RUNNING) return;
+    if (c.status < Job.RUNNING && now - c.startTime > cfg.startTimeout * 1000) {
+      return this.requestStop(c, Job.FAILED, `the scheduler did not connect within clusters.start_timeout (${cfg.startTimeout} s)`);
+    }
+    if (c.status === Job.RUNNING && c.lastHeartbeat !== null && now - c.lastHeartbeat > cfg.heartbeatTimeout * 1000) {
+      return this.requestStop(c, Job.FAILED, `no heartbeat from the scheduler for ${cfg.heartbeatTimeout} s`);
+    }
+    if (c.status >= Job.SUBMITTED && Object.keys(c.state).length > 0) {
+      const dead = await this.opts.backend.checkCluster(this.launch(c), c.state).catch(() => null);
+      if (dead) return this.requestStop(c, Job.FAILED, dead);
+    }
+    if (c.status === Job.RUNNING && c.config.orphanTimeout > 0 && c.clients === 0 && now - c.lastClientSeen > c.config.orphanTimeout * 1000) {
+      return this.requestStop(c, Job.STOPPED, `no client connected for ${c.config.orphanTimeout} s (orphan timeout)`);
+    }
+    await this.checkWorkers(c, now);
+  }
+
+  private async checkWorkers(c: ClusterRecord, now: number): Promise<void> {
+    for (const w of [...c.workers.values()]) {
+      if (w.target !== Job.RUNNING || w.status !== Job.SUBMITTED) continue;
+      const dead = await this.opts.backend.checkWorker(this.workerLaunch(c, w), w.state).catch(() => null);
+      if (dead) {
+        this.workerFailed(c, w, dead);
+      } else if (w.submittedAt !== null && now - w.submittedAt > this.opts.clusters.workerStartTimeout * 1000) {
+        w.target = Job.FAILED;
+        this.event(c, "worker-failed", `worker ${w.name} did not connect within clusters.worker_start_timeout`, "warn");
+        this.queue.put(workerKey(c.name, w.name));
+      }
+    }
+  }
+
+  // ---- Helpers ----------------------------------------------------------------------------------
+
+  /** The most workers this cluster may have now: its own limit and what its user has left. */
+  private workerLimit(c: ClusterRecord): number | null {
+    const perUser = this.opts.limits.userMaxWorkers;
+    if (perUser === null) return c.config.maxWorkers;
+    const others = this.list(c.user).filter((o) => o !== c).reduce((n, o) => n + o.count, 0);
+    const left = Math.max(0, perUser - others);
+    return c.config.maxWorkers === null ? left : Math.min(left, c.config.maxWorkers);
+  }
+
+  private async forward(c: ClusterRecord, message: SchedulerMessage): Promise<void> {
+    const notRunning = new PublicError(409, `cluster ${c.name} is not running`);
+    if (publicStatus(c.status, c.target) !== "RUNNING") throw notRunning;
+    if (!(await sendToScheduler(c.apiAddress, c.token, message))) {
+      this.requestStop(c, Job.FAILED, `the scheduler's API at ${c.apiAddress} did not answer a ${message.op} request`);
+      throw notRunning;
+    }
+    this.event(c, message.op, JSON.stringify(message));
+  }
+
+  private launch(c: ClusterRecord): SchedulerLaunch {
+    return {
+      name: c.name, user: c.user, token: c.token, tlsCert: c.tlsCert, tlsKey: c.tlsKey,
+      apiUrl: this.opts.apiUrl, heartbeatPeriod: this.opts.clusters.heartbeatPeriod,
+      adaptivePeriod: this.opts.clusters.adaptivePeriod, idleTimeout: c.config.idleTimeout,
+      schedulerCores: c.config.schedulerCores, schedulerMemoryBytes: c.config.schedulerMemoryBytes,
+      environment: c.config.environment,
+    };
+  }
+
+  private workerLaunch(c: ClusterRecord, w: WorkerRecord): WorkerLaunch {
+    return {
+      cluster: this.launch(c), clusterState: c.state, workerName: w.name, schedulerAddress: c.schedulerAddress,
+      workerCores: c.config.workerCores, workerThreads: c.config.workerThreads, workerMemoryBytes: c.config.workerMemoryBytes,
+    };
+  }
+
+  private event(c: ClusterRecord, kind: string, message: string, level: "info" | "warn" = "info"): void {
+    c.events.push({ time: this.now(), kind, message });
+    if (c.events.length > MAX_EVENTS) c.events.splice(0, c.events.length - MAX_EVENTS);
+    this.opts.log[level]({ cluster: c.name, user: c.user, event: kind }, message);
+  }
+
+  private notifyReady(c: ClusterRecord): void {
+    const waiters = this.readyWaiters.get(c.name);
+    this.readyWaiters.delete(c.name);
+    for (const w of waiters ?? []) w();
+  }
+
+  private forget(c: ClusterRecord): void {
+    this.clusters.delete(c.name);
+    this.readyWaiters.delete(c.name);
+  }
+
+  /** For tests: resolves when no reconciliation is pending. */
+  idle(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  /** For tests: runs the periodic checks once now. */
+  runChecks(): Promise<void> {
+    return this.checkAll();
+  }
+}
+
+function isReady(c: ClusterRecord): boolean {
+  return c.status >= Job.RUNNING || c.target > Job.RUNNING;
+}
+
+const clusterKey = (name: string) => `c/${name}`;
+const workerKey = (name: string, worker: string) => `w/${name}/${worker}`;
+
+function hostPort(address: string): { host: string; port: number } | undefined {
+  const m = /^(?:[a-z]+:\/\/)?\[?([^\]/]+?)\]?:(\d+)\/?$/.exec(address);
+  return m ? { host: m[1]!, port: Number(m[2]) } : undefined;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+async function withTimeout<T>(promise: Promise<T>, seconds: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${seconds} s`)), seconds * 1000);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

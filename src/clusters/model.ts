@@ -1,0 +1,115 @@
+/**
+ * Cluster and worker records, their internal states, and the one mapping to the public status.
+ */
+import type { BackendState } from "../backends/backend.js";
+
+/** Internal state of a cluster or worker: each record has a current `status` and a `target`. */
+export const Job = {
+  CREATED: 1,
+  SUBMITTED: 2,
+  RUNNING: 3,
+  CLOSING: 4,
+  STOPPED: 5,
+  FAILED: 6,
+} as const;
+export type Job = (typeof Job)[keyof typeof Job];
+
+export const CLUSTER_STATUSES = ["PENDING", "RUNNING", "STOPPING", "STOPPED", "FAILED"] as const;
+export type ClusterStatus = (typeof CLUSTER_STATUSES)[number];
+
+/** What a user may configure for a cluster, after options and limits are applied. */
+export interface ClusterConfig {
+  workerCores: number;
+  workerThreads: number;
+  workerMemoryBytes: number;
+  schedulerCores: number;
+  schedulerMemoryBytes: number;
+  environment: Record<string, string>;
+  idleTimeout: number;
+  orphanTimeout: number;
+  maxWorkers: number | null;
+  image: string | null;
+}
+
+export interface ClusterEvent {
+  time: number;
+  kind: string;
+  message: string;
+}
+
+export interface WorkerRecord {
+  readonly name: string;
+  status: Job;
+  target: Job;
+  /** The scheduler chose to retire it, so its disappearance is no failure. */
+  closeExpected: boolean;
+  readonly createdAt: number;
+  submittedAt: number | null;
+  state: BackendState;
+}
+
+export interface ClusterRecord {
+  readonly name: string;
+  readonly user: string;
+  readonly token: string;
+  readonly tlsCert: string;
+  readonly tlsKey: string;
+  readonly options: Record<string, unknown>;
+  readonly config: ClusterConfig;
+  status: Job;
+  target: Job;
+  readonly startTime: number;
+  stopTime: number | null;
+  /** Worker count the scheduler asked for in its last heartbeat. */
+  count: number;
+  schedulerAddress: string;
+  dashboardAddress: string;
+  apiAddress: string;
+  lastHeartbeat: number | null;
+  /** Consecutive worker start failures; reset when a worker connects. */
+  workerFailures: number;
+  /** Why the cluster stopped or failed, once it did. */
+  reason: string | null;
+  events: ClusterEvent[];
+  state: BackendState;
+  readonly workers: Map<string, WorkerRecord>;
+  /** Connected clients through the relay, and since when there were none. */
+  clients: number;
+  lastClientSeen: number;
+}
+
+/** The public status for a (status, target) pair, as the reference maps it. */
+export function publicStatus(status: Job, target: Job): ClusterStatus {
+  if (target === Job.RUNNING) {
+    return status === Job.RUNNING ? "RUNNING" : status < Job.RUNNING ? "PENDING" : "STOPPING";
+  }
+  if (status === Job.STOPPED) return "STOPPED";
+  if (status === Job.FAILED) return "FAILED";
+  return "STOPPING";
+}
+
+/** A cluster is active until a stop is requested: that is what the default list shows. */
+export function isActive(cluster: ClusterRecord): boolean {
+  return cluster.target <= Job.RUNNING;
+}
+
+/** The cluster object on the wire: exactly the eight keys the client accepts (an extra key crashes it). */
+export function clusterToWire(cluster: ClusterRecord) {
+  const status = publicStatus(cluster.status, cluster.target);
+  const running = status === "RUNNING";
+  return {
+    name: cluster.name,
+    dashboard_route: running && cluster.dashboardAddress ? `/clusters/${cluster.name}/status` : null,
+    status,
+    start_time: cluster.startTime,
+    stop_time: cluster.stopTime,
+    options: cluster.options,
+    tls_cert: running ? cluster.tlsCert : null,
+    tls_key: running ? cluster.tlsKey : null,
+  };
+}
+
+/** Workers whose target is still RUNNING, whatever their current state. */
+export function activeWorkers(cluster: ClusterRecord): WorkerRecord[] {
+  return [...cluster.workers.values()].filter((w) => w.target === Job.RUNNING);
+}

@@ -1,0 +1,145 @@
+/**
+ * The typed, resolved configuration the rest of the gateway reads. Derived defaults (timeouts from the
+ * heartbeat period, the state directory, addresses) are computed here and nowhere else.
+ */
+import { homedir, hostname } from "node:os";
+import { join } from "node:path";
+import { ConfigError, type FlatConfig } from "./load.js";
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface GatewayConfig {
+  address: HostPort;
+  schedulerAddress: HostPort | null;
+  publicUrl: string;
+  apiUrl: string | null;
+  stateDir: string;
+  tls: { cert: string; key: string } | null;
+  log: { level: string; format: "auto" | "json" | "pretty" };
+  auth: {
+    mode: "password" | "users";
+    password: string | null;
+    passwordFile: string | null;
+    usersFile: string | null;
+    adminUsers: string[];
+    cookieMaxAge: number;
+  };
+  backend: "local" | "swarm";
+  local: { daskCommand: string | null };
+  swarm: {
+    network: string;
+    image: string;
+    schedulerConstraints: string[];
+    workerNodeLabel: string | null;
+    workersPerNode: number;
+    reservedCores: number;
+    reservedMemoryGiB: number;
+    gatewayId: string;
+  };
+  clusters: {
+    heartbeatPeriod: number;
+    heartbeatTimeout: number;
+    startTimeout: number;
+    workerStartTimeout: number;
+    workerStartFailureLimit: number;
+    checkPeriod: number;
+    stoppedRetention: number;
+    adaptivePeriod: number;
+    stopOnShutdown: boolean;
+    optionsFile: string | null;
+    orphanTimeout: number;
+  };
+  limits: {
+    clusterMaxWorkers: number | null;
+    clusterMaxCores: number | null;
+    clusterMaxMemoryGiB: number | null;
+    userMaxClusters: number | null;
+    userMaxWorkers: number | null;
+    maxBodyBytes: number;
+  };
+}
+
+/** Resolves flat settings into the typed configuration, validating cross-setting rules. */
+export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const str = (k: string) => flat.get(k) as string | null;
+  const num = (k: string) => flat.get(k) as number | null;
+  const heartbeatPeriod = num("clusters.heartbeat_period")!;
+  const heartbeatTimeout = num("clusters.heartbeat_timeout") ?? 2 * heartbeatPeriod;
+  const startTimeout = num("clusters.start_timeout")!;
+  const workerStartTimeout = num("clusters.worker_start_timeout")!;
+  if (heartbeatTimeout <= heartbeatPeriod) {
+    throw new ConfigError(`clusters.heartbeat_timeout (${heartbeatTimeout}) must be longer than clusters.heartbeat_period (${heartbeatPeriod})`);
+  }
+  const address = parseHostPort(str("address")!, "address");
+  const schedulerAddress = str("scheduler_address") ? parseHostPort(str("scheduler_address")!, "scheduler_address") : null;
+  const tlsCert = str("tls.cert");
+  const tlsKey = str("tls.key");
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) throw new ConfigError("tls.cert and tls.key must be set together");
+  const scheme = tlsCert ? "https" : "http";
+  const publicHost = ["0.0.0.0", "::", ""].includes(address.host) ? hostname() : address.host;
+  return {
+    address,
+    schedulerAddress,
+    publicUrl: stripSlash(str("public_url") ?? `${scheme}://${publicHost}:${address.port}`),
+    apiUrl: str("api_url") ? stripSlash(str("api_url")!) : null,
+    stateDir: str("state_dir") ?? join(env.XDG_STATE_HOME || join(homedir(), ".local", "state"), "dask-gateway-swarm"),
+    tls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey } : null,
+    log: { level: str("log.level")!, format: str("log.format") as GatewayConfig["log"]["format"] },
+    auth: {
+      mode: str("auth.mode") as GatewayConfig["auth"]["mode"],
+      password: str("auth.password"),
+      passwordFile: str("auth.password_file"),
+      usersFile: str("auth.users_file"),
+      adminUsers: flat.get("auth.admin_users") as string[],
+      cookieMaxAge: num("auth.cookie_max_age")!,
+    },
+    backend: str("backend") as GatewayConfig["backend"],
+    local: { daskCommand: str("local.dask_command") },
+    swarm: {
+      network: str("swarm.network")!,
+      image: str("swarm.image")!,
+      schedulerConstraints: flat.get("swarm.scheduler_constraint") as string[],
+      workerNodeLabel: str("swarm.worker_node_label"),
+      workersPerNode: num("swarm.workers_per_node")!,
+      reservedCores: num("swarm.reserved_cores")!,
+      reservedMemoryGiB: num("swarm.reserved_memory")!,
+      gatewayId: str("swarm.gateway_id")!,
+    },
+    clusters: {
+      heartbeatPeriod,
+      heartbeatTimeout,
+      startTimeout,
+      workerStartTimeout,
+      workerStartFailureLimit: num("clusters.worker_start_failure_limit")!,
+      checkPeriod: num("clusters.check_period") ?? Math.min(15, Math.min(heartbeatTimeout, startTimeout, workerStartTimeout) / 2),
+      stoppedRetention: num("clusters.stopped_retention")!,
+      adaptivePeriod: num("clusters.adaptive_period")!,
+      stopOnShutdown: flat.get("clusters.stop_on_shutdown") as boolean,
+      optionsFile: str("clusters.options_file"),
+      orphanTimeout: num("clusters.orphan_timeout")!,
+    },
+    limits: {
+      clusterMaxWorkers: num("limits.cluster_max_workers"),
+      clusterMaxCores: num("limits.cluster_max_cores"),
+      clusterMaxMemoryGiB: num("limits.cluster_max_memory"),
+      userMaxClusters: num("limits.user_max_clusters"),
+      userMaxWorkers: num("limits.user_max_workers"),
+      maxBodyBytes: num("limits.max_body_bytes")!,
+    },
+  };
+}
+
+/** Parses `host:port`, `:port` or `[v6]:port`. */
+export function parseHostPort(value: string, key: string): HostPort {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`${key}: expected host:port, got ${JSON.stringify(value)}`);
+  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+function stripSlash(url: string): string {
+  return url.replace(/\/+$/, "");
+}

@@ -1,0 +1,89 @@
+/**
+ * Every setting of the gateway, with its type, default, environment variable and help text.
+ * This table is the single source of truth: the loader, `--help` and `init-config` all read it.
+ */
+
+export type SettingType = "string" | "int" | "number" | "bool" | "list" | "enum";
+
+export interface SettingDef {
+  /** Dotted key, as written in the config file (`auth.mode`) and on the command line (`--auth.mode`). */
+  readonly key: string;
+  readonly type: SettingType;
+  readonly default: SettingValue;
+  readonly help: string;
+  readonly choices?: readonly string[];
+  readonly min?: number;
+  /** Secrets are never printed by `--print-config` or logged. */
+  readonly secret?: boolean;
+}
+
+export type SettingValue = string | number | boolean | string[] | null;
+
+const def = (
+  key: string,
+  type: SettingType,
+  dflt: SettingValue,
+  help: string,
+  extra: Partial<Pick<SettingDef, "choices" | "min" | "secret">> = {},
+): SettingDef => ({ key, type, default: dflt, help, ...extra });
+
+export const SETTINGS: readonly SettingDef[] = [
+  def("address", "string", "0.0.0.0:8000", "Public listen address (host:port) for the API, dashboards and scheduler TLS traffic."),
+  def("scheduler_address", "string", null, "Optional separate listen address for scheduler TLS traffic; by default it shares `address`."),
+  def("public_url", "string", null, "URL users reach the gateway at; printed at startup. Default: http://<this host>:<port>."),
+  def("api_url", "string", null, "URL schedulers use to reach the gateway API (ends in /api). Default: derived from `address` and the backend."),
+  def("state_dir", "string", null, "Directory for the gateway's own state (generated password, cluster records, local cluster work directories). Default: $XDG_STATE_HOME/dask-gateway-swarm or ~/.local/state/dask-gateway-swarm."),
+  def("tls.cert", "string", null, "PEM certificate file: serve the public API as HTTPS (scheduler traffic is always end-to-end TLS)."),
+  def("tls.key", "string", null, "PEM private key file for `tls.cert`."),
+  def("log.level", "enum", "info", "Log level.", { choices: ["trace", "debug", "info", "warn", "error", "fatal", "silent"] }),
+  def("log.format", "enum", "auto", "Log format: JSON lines, human-readable, or auto (pretty on a terminal).", { choices: ["auto", "json", "pretty"] }),
+
+  def("auth.mode", "enum", "password", "`password`: one shared password, any user name (oSparc style). `users`: a users file with hashed passwords.", { choices: ["password", "users"] }),
+  def("auth.password", "string", null, "The shared password (mode `password`). Prefer `auth.password_file`. Generated and kept in state_dir when neither is set.", { secret: true }),
+  def("auth.password_file", "string", null, "File holding the shared password (mode `password`), e.g. a Docker secret."),
+  def("auth.users_file", "string", null, "YAML or JSON users file (mode `users`): `users: {alice: {password: <hash from 'hash-password'>, admin: false}}`."),
+  def("auth.admin_users", "list", [], "User names with the admin role (they may list and stop every user's clusters). Comma-separated in env and flags."),
+  def("auth.cookie_max_age", "int", 300, "Seconds a session cookie stays valid on the server (the cookie's Max-Age is twice this, as in the reference).", { min: 1 }),
+
+  def("backend", "enum", "local", "Where clusters run: `local` processes or `swarm` services.", { choices: ["local", "swarm"] }),
+  def("local.dask_command", "string", null, "The `dask` executable for local clusters. Default: .venv/bin/dask of this project if present, else `dask` on PATH."),
+  def("swarm.network", "string", "dgw", "Overlay network for schedulers, workers and the gateway."),
+  def("swarm.image", "string", "dgw-sidecar:latest", "Image of scheduler and worker services."),
+  def("swarm.scheduler_constraint", "list", [], "Placement constraints of scheduler services, e.g. node.role==manager."),
+  def("swarm.worker_node_label", "string", null, "Only nodes carrying this label (name or name=value) run workers."),
+  def("swarm.workers_per_node", "int", 1, "Maximum workers of one cluster on one node.", { min: 1 }),
+  def("swarm.reserved_cores", "number", 0.5, "CPU cores left free on each node when sizing workers from the node.", { min: 0 }),
+  def("swarm.reserved_memory", "number", 1, "GiB of memory left free on each node when sizing workers from the node.", { min: 0 }),
+  def("swarm.gateway_id", "string", "default", "Identity label of this gateway on Docker objects, so several gateways can share a swarm."),
+
+  def("clusters.heartbeat_period", "number", 15, "Seconds between scheduler heartbeats.", { min: 0.1 }),
+  def("clusters.heartbeat_timeout", "number", null, "Seconds without a heartbeat before a running cluster fails. Default: 2 x heartbeat_period."),
+  def("clusters.start_timeout", "number", 60, "Seconds a cluster may take from creation to its first heartbeat.", { min: 1 }),
+  def("clusters.worker_start_timeout", "number", 60, "Seconds a worker may take to connect to its scheduler.", { min: 1 }),
+  def("clusters.worker_start_failure_limit", "int", 3, "Consecutive worker start failures before the cluster fails.", { min: 1 }),
+  def("clusters.check_period", "number", null, "Seconds between timeout and liveness checks. Default: derived from the timeouts (at most 15)."),
+  def("clusters.stopped_retention", "number", 86400, "Seconds stopped and failed clusters stay visible with ?status=STOPPED,FAILED.", { min: 0 }),
+  def("clusters.adaptive_period", "number", 3, "Seconds between adaptive scaling decisions in the scheduler.", { min: 0.1 }),
+  def("clusters.stop_on_shutdown", "bool", true, "Stop every cluster when the gateway stops."),
+  def("clusters.options_file", "string", null, "YAML or JSON file defining the cluster options users may set (replaces the built-in ones)."),
+  def("clusters.orphan_timeout", "number", 0, "Stop a cluster after this many seconds without any connected client (0: never). Users may override it with the `orphan_timeout` option when defined.", { min: 0 }),
+
+  def("limits.cluster_max_workers", "int", null, "Maximum workers of one cluster.", { min: 0 }),
+  def("limits.cluster_max_cores", "number", null, "Maximum cores of one cluster (scheduler and workers).", { min: 0 }),
+  def("limits.cluster_max_memory", "number", null, "Maximum memory of one cluster in GiB (scheduler and workers).", { min: 0 }),
+  def("limits.user_max_clusters", "int", null, "Maximum active clusters per user.", { min: 0 }),
+  def("limits.user_max_workers", "int", null, "Maximum workers per user across all of their clusters.", { min: 0 }),
+  def("limits.max_body_bytes", "int", 1048576, "Largest request body accepted.", { min: 1024 }),
+];
+
+/** Looks up a setting by key; throws for a key that does not exist (a programming error). */
+export function settingDef(key: string): SettingDef {
+  const found = SETTINGS.find((s) => s.key === key);
+  if (!found) throw new Error(`unknown setting ${key}`);
+  return found;
+}
+
+/** The environment variable of a setting: `DGW_` + upper-case key with dots as `_`. */
+export function envName(key: string): string {
+  return "DGW_" + key.toUpperCase().replace(/\./g, "_");
+}

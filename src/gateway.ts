@@ -1,0 +1,123 @@
+/**
+ * Wires the parts together: configuration, users, the cluster manager and its backend, the Koa API,
+ * the dashboard proxy, and the one public port that multiplexes them.
+ */
+import { mkdirSync, readFileSync } from "node:fs";
+import http from "node:http";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { createApp } from "./api/app.js";
+import { Authenticator } from "./auth/authenticator.js";
+import { resolveSharedPassword, type SharedPassword } from "./auth/shared-password.js";
+import { sharedPasswordStore, usersFileStore, type UserStore } from "./auth/users.js";
+import type { Backend } from "./backends/backend.js";
+import { LocalBackend } from "./backends/local/local-backend.js";
+import { killAllSync } from "./backends/local/processes.js";
+import { ClusterManager } from "./clusters/manager.js";
+import type { GatewayConfig } from "./config/config.js";
+import type { Logger } from "./logging.js";
+import { loadCatalog } from "./options/catalog.js";
+import { dashboardMiddleware, dashboardUpgrade } from "./proxy/dashboard-route.js";
+import { PublicListener } from "./proxy/public-listener.js";
+import { VERSION } from "./version.js";
+
+export interface RunningGateway {
+  /** The bound public address (the port is real even when 0 was configured). */
+  address: AddressInfo;
+  url: string;
+  password: SharedPassword | null;
+  manager: ClusterManager;
+  close(): Promise<void>;
+}
+
+/** Starts a gateway from a resolved configuration. */
+export async function startGateway(config: GatewayConfig, log: Logger): Promise<RunningGateway> {
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const password = config.auth.mode === "password"
+    ? resolveSharedPassword(config.auth.password, config.auth.passwordFile, config.stateDir)
+    : null;
+  const store: UserStore = password
+    ? sharedPasswordStore(password.password, config.auth.adminUsers)
+    : usersFileStore(requireSetting(config.auth.usersFile, "auth.users_file is required when auth.mode is users"), config.auth.adminUsers);
+  const auth = new Authenticator(store, config.auth.cookieMaxAge);
+  const catalog = loadCatalog(config);
+  const backend = await createBackend(config, log);
+
+  let apiUrl = config.apiUrl ?? "";
+  const manager = new ClusterManager({
+    backend, log: log.child({ component: "clusters" }), clusters: config.clusters, limits: config.limits, catalog,
+    get apiUrl() {
+      return apiUrl;
+    },
+  });
+  const canAct = (user: { name: string; admin: boolean }, name: string) => {
+    const c = manager.get(name);
+    return Boolean(c && (user.admin || c.user === user.name));
+  };
+  const app = createApp({
+    manager, auth, log, version: VERSION, maxBodyBytes: config.limits.maxBodyBytes,
+    before: [dashboardMiddleware({ auth, target: (n) => manager.dashboardTarget(n), canAct, exists: (n) => Boolean(manager.get(n)) })],
+  });
+  const httpServer = http.createServer({ maxHeaderSize: 16 * 1024 }, app.callback());
+  httpServer.on("upgrade", dashboardUpgrade({ auth, target: (n) => manager.dashboardTarget(n), canAct }));
+  const httpsServer = config.tls
+    ? https.createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, app.callback())
+    : undefined;
+  httpsServer?.on("upgrade", dashboardUpgrade({ auth, target: (n) => manager.dashboardTarget(n), canAct }));
+
+  const listenerOptions = {
+    resolveScheduler: (name: string) => manager.schedulerTarget(name),
+    onSchedulerConnection: (name: string, delta: 1 | -1) => manager.clientConnections(name, delta),
+    log: log.child({ component: "proxy" }),
+  };
+  const listener = new PublicListener({ ...listenerOptions, httpServer, httpsServer });
+  const address = await listener.listen(config.address.port, config.address.host);
+  const schedulerListener = config.schedulerAddress ? new PublicListener(listenerOptions) : undefined;
+  if (schedulerListener && config.schedulerAddress) await schedulerListener.listen(config.schedulerAddress.port, config.schedulerAddress.host);
+
+  apiUrl ||= defaultApiUrl(config, address);
+  const url = config.address.port === 0 ? config.publicUrl.replace(/:0$/, `:${address.port}`) : config.publicUrl;
+  manager.start();
+  log.info({ url, backend: backend.kind, auth: config.auth.mode, apiUrl }, "gateway started");
+
+  let closed = false;
+  return {
+    address, url, password, manager,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await listener.close();
+      await schedulerListener?.close();
+      await manager.close();
+      await backend.close();
+      killAllSync();
+      httpServer.closeAllConnections();
+      httpsServer?.closeAllConnections();
+      log.info("gateway stopped");
+    },
+  };
+}
+
+async function createBackend(config: GatewayConfig, log: Logger): Promise<Backend> {
+  if (config.backend === "swarm") {
+    const { SwarmBackend } = await import("./backends/swarm/swarm-backend.js");
+    return SwarmBackend.create(config, log.child({ component: "swarm" }));
+  }
+  return new LocalBackend({ clustersDir: join(config.stateDir, "clusters"), daskCommand: config.local.daskCommand });
+}
+
+/** Schedulers reach the gateway through its own public port; local ones through the loopback. */
+function defaultApiUrl(config: GatewayConfig, address: AddressInfo): string {
+  const scheme = config.tls ? "https" : "http";
+  if (config.backend === "local") {
+    const host = ["0.0.0.0", "::", ""].includes(config.address.host) ? "127.0.0.1" : config.address.host;
+    return `${scheme}://${host.includes(":") ? `[${host}]` : host}:${address.port}/api`;
+  }
+  return `${config.publicUrl}/api`;
+}
+
+function requireSetting(value: string | null, message: string): string {
+  if (!value) throw new Error(message);
+  return value;
+}
