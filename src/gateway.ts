@@ -17,6 +17,7 @@ import { killAllSync } from "./backends/local/processes.js";
 import { ClusterManager } from "./clusters/manager.js";
 import type { GatewayConfig } from "./config/config.js";
 import type { Logger } from "./logging.js";
+import { Metrics } from "./metrics.js";
 import { loadCatalog } from "./options/catalog.js";
 import { dashboardMiddleware, dashboardUpgrade } from "./proxy/dashboard-route.js";
 import { PublicListener } from "./proxy/public-listener.js";
@@ -55,8 +56,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const c = manager.get(name);
     return Boolean(c && (user.admin || c.user === user.name));
   };
+  const metrics = new Metrics(() => manager.statusCounts());
   const app = createApp({
-    manager, auth, log, version: VERSION, maxBodyBytes: config.limits.maxBodyBytes,
+    manager, auth, log, metrics, version: VERSION, maxBodyBytes: config.limits.maxBodyBytes,
     before: [dashboardMiddleware({ auth, target: (n) => manager.dashboardTarget(n), canAct, exists: (n) => Boolean(manager.get(n)) })],
   });
   const httpServer = http.createServer({ maxHeaderSize: 16 * 1024 }, app.callback());

@@ -7,6 +7,7 @@ import type { Authenticator } from "../auth/authenticator.js";
 import type { ClusterManager } from "../clusters/manager.js";
 import { PublicError } from "../clusters/manager.js";
 import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics.js";
 import { issueCookie, Unauthorized } from "./auth-middleware.js";
 import { apiRouter } from "./routes.js";
 
@@ -16,6 +17,7 @@ export interface AppDeps {
   log: Logger;
   version: string;
   maxBodyBytes: number;
+  metrics: Metrics;
   /** Extra middleware mounted before the API (the dashboard proxy). */
   before?: Middleware[];
 }
@@ -24,7 +26,7 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Koa {
   const app = new Koa({ proxy: false });
   app.silent = true;
-  app.use(errors(deps.log));
+  app.use(errors(deps.log, deps.metrics));
   for (const m of deps.before ?? []) app.use(m);
   app.use(requireJsonBody);
   app.use(koaBody({ json: true, jsonLimit: deps.maxBodyBytes, jsonStrict: false, text: false, urlencoded: false, multipart: false }));
@@ -45,15 +47,19 @@ export function createApp(deps: AppDeps): Koa {
 }
 
 /** Maps every error to `{"error": message}` with its status; unexpected ones become a logged 500. */
-function errors(log: Logger): Middleware {
+function errors(log: Logger, metrics: Metrics): Middleware {
   return async (ctx: Context, next) => {
-    const started = Date.now();
+    const started = process.hrtime.bigint();
     try {
       await next();
     } catch (err) {
       respondError(ctx, err, log);
     }
-    log.debug({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Date.now() - started }, "request");
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? (ctx.path.startsWith("/clusters/") ? "/clusters/:name/*" : "unmatched");
+    metrics.httpRequests.inc({ method: ctx.method, route, status: ctx.status });
+    metrics.httpDuration.observe({ route }, seconds);
+    log.debug({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(seconds * 1000) }, "request");
   };
 }
 

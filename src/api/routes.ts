@@ -12,15 +12,17 @@ import type { HeartbeatMessage } from "../clusters/heartbeat.js";
 import { pythonRepr } from "../options/fields.js";
 import { authenticateUser, hasClusterToken, mayAct, Unauthorized } from "./auth-middleware.js";
 import { validateSchema } from "./validate.js";
+import type { Metrics } from "../metrics.js";
 
 export interface RouteDeps {
   manager: ClusterManager;
   auth: Authenticator;
   version: string;
+  metrics: Metrics;
 }
 
 /** Builds the router with every endpoint. */
-export function apiRouter({ manager, auth, version }: RouteDeps): Router {
+export function apiRouter({ manager, auth, version, metrics }: RouteDeps): Router {
   const router = new Router({ strict: true });
   const user = (ctx: Context) => authenticateUser(ctx, auth);
 
@@ -29,6 +31,11 @@ export function apiRouter({ manager, auth, version }: RouteDeps): Router {
   });
   router.get("/api/version", (ctx) => {
     ctx.body = { version };
+  });
+
+  router.get("/api/metrics", async (ctx) => {
+    ctx.type = metrics.registry.contentType;
+    ctx.body = await metrics.registry.metrics();
   });
 
   router.get("/api/v1/options", async (ctx) => {

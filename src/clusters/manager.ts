@@ -12,7 +12,7 @@ import { newKeypair } from "../tls/keypair.js";
 import { clampAdapt, clampScale } from "../options/limits.js";
 import type { OptionsCatalog } from "../options/catalog.js";
 import { applyHeartbeat, decideScale, type HeartbeatMessage } from "./heartbeat.js";
-import { Job, activeWorkers, isActive, publicStatus, type ClusterRecord, type ClusterStatus, type WorkerRecord } from "./model.js";
+import { Job, isActive, publicStatus, type ClusterRecord, type ClusterStatus, type WorkerRecord } from "./model.js";
 import { sendToScheduler, type SchedulerMessage } from "./scheduler-api.js";
 import { WorkQueue } from "./workqueue.js";
 
@@ -89,6 +89,11 @@ export class ClusterManager {
     return cluster;
   }
 
+  /** The JSON of `GET /api/v1/options`. */
+  optionsSpec(): unknown[] {
+    return this.opts.catalog.spec();
+  }
+
   get(name: string): ClusterRecord | undefined {
     return this.clusters.get(name);
   }
@@ -145,6 +150,13 @@ export class ClusterManager {
     const effects = applyHeartbeat(cluster, msg, this.workerLimit(cluster), this.now());
     for (const worker of effects.workersChanged) this.queue.put(workerKey(cluster.name, worker.name));
     if (effects.clusterChanged || cluster.status !== Job.RUNNING) this.queue.put(clusterKey(cluster.name));
+  }
+
+  /** How many clusters have each public status. */
+  statusCounts(): Record<ClusterStatus, number> {
+    const counts: Record<ClusterStatus, number> = { PENDING: 0, RUNNING: 0, STOPPING: 0, STOPPED: 0, FAILED: 0 };
+    for (const c of this.clusters.values()) counts[publicStatus(c.status, c.target)]++;
+    return counts;
   }
 
   /** Where a running cluster's scheduler listens (host:port), for the TLS relay. */

@@ -29,7 +29,8 @@ export const BUILTIN_OPTIONS: FieldDefinition[] = [
   { type: "float", field: "idle_timeout", label: "Idle timeout (seconds, 0 = never)", default: 3600, min: 0, max: null },
 ];
 
-/** Targets an option may set, each a key of the cluster configuration. */
+/** Targets an option may set: a key of the cluster configuration, or `environment.NAME` for one variable. */
+const ENV_TARGET = /^environment\.([A-Za-z_][A-Za-z0-9_]*)$/;
 const TARGETS = ["worker_cores", "worker_threads", "worker_memory", "scheduler_cores", "scheduler_memory", "environment", "idle_timeout", "orphan_timeout", "image"] as const;
 
 /** Loads the options (built-in or from the file) and checks them once at startup. */
@@ -39,8 +40,8 @@ export function loadCatalog(config: GatewayConfig): OptionsCatalog {
     const problem = validateFieldDefinition(def);
     if (problem) throw new Error(`${config.clusters.optionsFile ?? "built-in options"}: ${problem}`);
     const target = def.target ?? def.field;
-    if (!(TARGETS as readonly string[]).includes(target)) {
-      throw new Error(`option '${def.field}' sets '${target}', which is not a cluster setting; use target: one of ${TARGETS.join(", ")}`);
+    if (!(TARGETS as readonly string[]).includes(target) && !ENV_TARGET.test(target)) {
+      throw new Error(`option '${def.field}' sets '${target}', which is not a cluster setting; use target: one of ${TARGETS.join(", ")}, or environment.NAME`);
     }
   }
   const specs = defs.map(fieldSpec);
@@ -74,7 +75,7 @@ function toClusterConfig(values: Record<string, unknown>, config: GatewayConfig)
     workerMemoryBytes: Math.round(num("worker_memory", 2) * GIB),
     schedulerCores: num("scheduler_cores", 1),
     schedulerMemoryBytes: Math.round(num("scheduler_memory", 2) * GIB),
-    environment: environment(values.environment),
+    environment: { ...environment(values.environment), ...singleVariables(values) },
     idleTimeout: num("idle_timeout", 0),
     orphanTimeout: num("orphan_timeout", config.clusters.orphanTimeout),
     maxWorkers: null,
@@ -101,6 +102,16 @@ function environment(value: unknown): Record<string, string> {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new Error(`environment: '${k}' is not a valid variable name`);
     if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") out[k] = String(v);
     else throw new Error(`environment: the value of '${k}' must be a string, got ${JSON.stringify(v)}`);
+  }
+  return out;
+}
+
+/** Values of options whose target is `environment.NAME`. */
+function singleVariables(values: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [target, value] of Object.entries(values)) {
+    const m = ENV_TARGET.exec(target);
+    if (m) out[m[1]!] = typeof value === "string" ? value : JSON.stringify(value);
   }
   return out;
 }

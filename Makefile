@@ -1,0 +1,35 @@
+# Every target installs what it needs (idempotently), so each works on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+NODE_STAMP := node_modules/.package-lock.json
+PYTHON := .venv/bin/python
+PYTEST_ARGS ?=
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+node-deps: $(NODE_STAMP)
+
+python-env: ## Create the pinned Python environment in .venv
+	@scripts/python-env.sh
+
+build: node-deps ## Compile the TypeScript server into dist/
+	npx tsc -p tsconfig.json
+
+run: build python-env ## Run the gateway with zero configuration (local processes)
+	node dist/cli.js
+
+test: test-unit test-python ## Run every test (installs what it needs)
+
+test-unit: node-deps ## Unit tests (vitest)
+	npx tsc -p tsconfig.json --noEmit
+	npx vitest run
+
+test-python: build python-env ## Conformance tests with the real dask-gateway client and dask processes
+	$(PYTHON) -m pytest test/python $(PYTEST_ARGS)
+
+.PHONY: help node-deps python-env build run test test-unit test-python

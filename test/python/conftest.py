@@ -1,0 +1,175 @@
+"""Fixtures that run the real gateway (node dist/cli.js) with the local backend, as a user would."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = ROOT / "dist" / "cli.js"
+ARTIFACTS = ROOT / "test-artifacts"
+
+USERS = {"alice": ("alice-pw", False), "bob": ("bob-pw", False), "root": ("root-pw", True)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hash_password(password: str) -> str:
+    out = subprocess.run(["node", str(CLI), "hash-password"], input=password + "\n", capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    port: int
+    state_dir: Path
+    log_file: Path
+    proc: subprocess.Popen
+    settings: dict = field(default_factory=dict)
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def worker_pids(self, cluster_name: str) -> list[int]:
+        """Live `dask worker` processes whose working directory is this cluster's directory."""
+        workdir = str(self.state_dir / "clusters" / cluster_name)
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmd = (entry / "cmdline").read_bytes().split(b"\0")
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd == workdir and b"worker" in cmd and b"dask" in b" ".join(cmd) and b"--name" in cmd:
+                pids.append(int(entry.name))
+        return pids
+
+    def metric(self, name: str, labels: str = "") -> float:
+        text = requests.get(f"{self.url}/api/metrics", timeout=10).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and (not labels or labels in line):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+def start_gateway(tmp: Path, **settings) -> RunningGateway:
+    """Starts a gateway with the given settings (flag names as keys) and waits for /api/health."""
+    port = free_port()
+    state = tmp / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    defaults = {
+        "address": f"127.0.0.1:{port}",
+        "state_dir": str(state),
+        "log.format": "json",
+        "log.level": "debug",
+        "clusters.heartbeat_period": "1",
+        "clusters.check_period": "1",
+    }
+    merged = {**defaults, **settings}
+    args = ["node", str(CLI)]
+    for key, value in merged.items():
+        args += [f"--{key}", str(value)]
+    log_file = tmp / "gateway.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DGW_")}
+    proc = subprocess.Popen(args, stdout=open(tmp / "gateway.out", "w"), stderr=open(log_file, "w"), env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited: {log_file.read_text()}")
+        try:
+            if requests.get(f"{url}/api/health", timeout=1).ok:
+                return RunningGateway(url, port, state, log_file, proc, merged)
+        except requests.RequestException:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("gateway did not become healthy")
+
+
+def stop_gateway(gw: RunningGateway) -> None:
+    gw.proc.send_signal(signal.SIGTERM)
+    try:
+        gw.proc.wait(60)
+    except subprocess.TimeoutExpired:
+        gw.proc.kill()
+        gw.proc.wait()
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"gateway-{gw.port}.log").write_text(gw.log_text())
+
+
+@pytest.fixture(scope="session")
+def users_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("users") / "users.json"
+    users = {name: {"password": hash_password(pw), "admin": admin} for name, (pw, admin) in USERS.items()}
+    path.write_text(json.dumps({"users": users}))
+    return path
+
+
+SIX_OPTIONS = {
+    "options": [
+        {"type": "int", "field": "worker_cores", "label": "Worker cores", "default": 1, "min": 1, "max": 4},
+        {"type": "float", "field": "worker_memory", "label": "Worker memory (GiB)", "default": 0.5, "min": 0.25, "max": 8},
+        {"type": "mapping", "field": "environment", "default": {"FROM_DEFAULT": "yes"}},
+        {"type": "string", "field": "greeting", "default": "hello", "target": "environment.GREETING"},
+        {"type": "bool", "field": "debug", "default": False, "target": "environment.DEBUG_MODE"},
+        {"type": "select", "field": "profile", "label": "Profile", "default": "small",
+         "options": [{"key": "small", "value": 1}, {"key": "large", "value": 2}], "target": "worker_threads"},
+    ]
+}
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory, users_file) -> RunningGateway:
+    """The main test gateway: a users file (alice, bob, admin root) and options of all six types."""
+    tmp = tmp_path_factory.mktemp("gateway")
+    options = tmp / "options.json"
+    options.write_text(json.dumps(SIX_OPTIONS))
+    gw = start_gateway(tmp, **{"auth.mode": "users", "auth.users_file": str(users_file), "clusters.options_file": str(options)})
+    yield gw
+    stop_gateway(gw)
+
+
+@pytest.fixture
+def alice(gateway):
+    from dask_gateway import BasicAuth, Gateway
+
+    with Gateway(gateway.url, auth=BasicAuth("alice", USERS["alice"][0])) as gw:
+        yield gw
+        for report in gw.list_clusters():
+            gw.stop_cluster(report.name)
+
+
+def connect(gateway: RunningGateway, user: str, password: str | None = None):
+    from dask_gateway import BasicAuth, Gateway
+
+    return Gateway(gateway.url, auth=BasicAuth(user, password if password is not None else USERS[user][0]))
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+sys.path.insert(0, str(Path(__file__).parent))

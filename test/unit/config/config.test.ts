@@ -1,0 +1,48 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { resolveConfig } from "../../../src/config/config.js";
+import { ConfigError, loadSettings, parseArgs } from "../../../src/config/load.js";
+
+const load = (file?: string, env: NodeJS.ProcessEnv = {}, flags: Record<string, string> = {}) =>
+  resolveConfig(loadSettings(file, env, new Map(Object.entries(flags))), env);
+
+describe("configuration", () => {
+  it("starts with zero configuration", () => {
+    const c = load();
+    expect(c.address).toEqual({ host: "0.0.0.0", port: 8000 });
+    expect(c.backend).toBe("local");
+    expect(c.clusters.heartbeatTimeout).toBe(30);
+    expect(c.auth.mode).toBe("password");
+  });
+
+  it("layers file < env < flags", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    const file = join(dir, "c.yaml");
+    writeFileSync(file, "address: 127.0.0.1:9000\nclusters:\n  heartbeat_period: 5\nlimits:\n  cluster_max_workers: 4\n");
+    const c = load(file, { DGW_CLUSTERS_HEARTBEAT_PERIOD: "7" }, { "limits.cluster_max_workers": "6" });
+    expect(c.address.port).toBe(9000);
+    expect(c.clusters.heartbeatPeriod).toBe(7);
+    expect(c.limits.clusterMaxWorkers).toBe(6);
+  });
+
+  it("names the bad setting and where it came from", () => {
+    expect(() => load(undefined, { DGW_CLUSTERS_HEARTBEAT_PERIOD: "soon" })).toThrow(/DGW_CLUSTERS_HEARTBEAT_PERIOD: expected a number/);
+    expect(() => load(undefined, {}, { backend: "k8s" })).toThrow(/--backend: expected one of local, swarm/);
+    expect(() => load(undefined, {}, { "limits.user_max_clusters": "1.5" })).toThrow(ConfigError);
+    expect(() => load(undefined, {}, { address: "nowhere" })).toThrow(/address: expected host:port/);
+    expect(() => load(undefined, {}, { "clusters.heartbeat_timeout": "1", "clusters.heartbeat_period": "5" })).toThrow(/heartbeat_timeout/);
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    const file = join(dir, "c.yaml");
+    writeFileSync(file, "heartbeat_period: 5\n");
+    expect(() => load(file)).toThrow(/unknown setting 'heartbeat_period'.*did you mean clusters.heartbeat_period/);
+  });
+
+  it("parses flags and commands", () => {
+    const args = parseArgs(["serve", "-c", "x.yaml", "--address=:1", "--clusters.stop_on_shutdown", "--log.level", "debug"]);
+    expect(args.command).toBe("serve");
+    expect(args.config).toBe("x.yaml");
+    expect(Object.fromEntries(args.flags)).toEqual({ address: ":1", "clusters.stop_on_shutdown": "true", "log.level": "debug" });
+  });
+});
