@@ -1,0 +1,49 @@
+/**
+ * Worker placement on swarm nodes: which nodes may run workers, which one gets the next worker,
+ * and how big a worker may be there. Pure functions over the node list.
+ */
+import type { WorkerLaunch } from "../backend.js";
+
+export interface SwarmNode {
+  ID: string;
+  Spec?: { Availability?: string; Labels?: Record<string, string>; Role?: string };
+  Status?: { State?: string };
+  Description?: { Hostname?: string; Resources?: { NanoCPUs?: number; MemoryBytes?: number } };
+}
+
+const GIB = 1024 ** 3;
+const MIN_WORKER_MEMORY = 256 * 1024 ** 2;
+
+/** Ready, active nodes, optionally only those carrying a label (`name` or `name=value`). */
+export function eligibleNodes(nodes: SwarmNode[], label: string | null): SwarmNode[] {
+  const [key, value] = label ? label.split("=", 2) : [undefined, undefined];
+  return nodes
+    .filter((n) => n.Status?.State === "ready" && n.Spec?.Availability === "active")
+    .filter((n) => !key || (value === undefined ? key in (n.Spec?.Labels ?? {}) : n.Spec?.Labels?.[key] === value))
+    .sort((a, b) => a.ID.localeCompare(b.ID));
+}
+
+/** The eligible node with the fewest of this cluster's workers, below the per-node limit; null if none. */
+export function pickNode(nodes: SwarmNode[], used: Map<string, number>, perNode: number): SwarmNode | null {
+  let best: SwarmNode | null = null;
+  for (const node of nodes) {
+    const n = used.get(node.ID) ?? 0;
+    if (n < perNode && (best === null || n < (used.get(best.ID) ?? 0))) best = node;
+  }
+  return best;
+}
+
+/** Fits a worker to its node: never more threads or memory than the node has beyond the reserve. */
+export function sizeWorker(node: SwarmNode, launch: WorkerLaunch, reservedCores: number, reservedMemoryGiB: number): WorkerLaunch {
+  const cpus = (node.Description?.Resources?.NanoCPUs ?? 0) / 1e9;
+  const memory = node.Description?.Resources?.MemoryBytes ?? 0;
+  const freeCores = Math.max(1, Math.floor(cpus - reservedCores));
+  const freeMemory = Math.max(MIN_WORKER_MEMORY, memory - reservedMemoryGiB * GIB);
+  const cores = cpus > 0 ? Math.min(launch.workerCores, freeCores) : launch.workerCores;
+  return {
+    ...launch,
+    workerCores: cores,
+    workerThreads: cpus > 0 ? Math.min(launch.workerThreads, freeCores) : launch.workerThreads,
+    workerMemoryBytes: memory > 0 ? Math.min(launch.workerMemoryBytes, freeMemory) : launch.workerMemoryBytes,
+  };
+}

@@ -1,0 +1,230 @@
+/**
+ * Runs each cluster on Docker Swarm: credentials as secrets, the scheduler as a dnsrr service on the
+ * gateway's overlay network, and each worker as a service pinned to its own node.
+ */
+import Docker from "dockerode";
+import type { GatewayConfig } from "../../config/config.js";
+import type { Logger } from "../../logging.js";
+import { BackendError, type Backend, type BackendState, type SchedulerLaunch, type WorkerLaunch } from "../backend.js";
+import {
+  LABEL, SECRET_KINDS, schedulerServiceSpec, secretSpecs, workerServiceSpec,
+  type SecretKind, type SwarmSettings,
+} from "./docker-objects.js";
+import { eligibleNodes, pickNode, sizeWorker, type SwarmNode } from "./placement.js";
+
+const TASK_POLL_MS = 500;
+/** A task that stays pending with an error (no node fits, image missing) this long fails the start. */
+const PENDING_ERROR_GRACE_MS = 5_000;
+const FAILED_STATES = new Set(["failed", "rejected", "orphaned"]);
+const ENDED_STATES = new Set(["failed", "rejected", "orphaned", "shutdown", "complete", "remove"]);
+
+export class SwarmBackend implements Backend {
+  readonly kind = "swarm";
+  /** One placement at a time per cluster, so concurrent scale-ups never pick the same node. */
+  private readonly placing = new Map<string, Promise<unknown>>();
+
+  private constructor(
+    private readonly docker: Docker,
+    private readonly settings: SwarmSettings,
+    private readonly config: GatewayConfig["swarm"],
+    private readonly log: Logger,
+  ) {}
+
+  /** Connects to the engine and checks that it is a swarm manager with the configured network. */
+  static async create(config: GatewayConfig, log: Logger): Promise<SwarmBackend> {
+    const docker = new Docker();
+    const info = (await docker.info().catch((err: Error) => {
+      throw new BackendError(`cannot reach the Docker engine: ${err.message}`);
+    })) as { Swarm?: { LocalNodeState?: string; ControlAvailable?: boolean } };
+    if (info.Swarm?.LocalNodeState !== "active" || !info.Swarm.ControlAvailable) {
+      throw new BackendError("backend swarm needs a Docker swarm manager: run 'docker swarm init' or 'make up'");
+    }
+    const networkId = await findNetwork(docker, config.swarm.network);
+    const settings: SwarmSettings = {
+      gatewayId: config.swarm.gatewayId, image: config.swarm.image, networkId,
+      schedulerConstraints: config.swarm.schedulerConstraints,
+    };
+    return new SwarmBackend(docker, settings, config.swarm, log);
+  }
+
+  async startCluster(launch: SchedulerLaunch): Promise<BackendState> {
+    const secretIds = await this.createSecrets(launch);
+    const service = await this.docker.createService(schedulerServiceSpec(this.settings, launch, secretIds) as Docker.CreateServiceOptions);
+    await this.waitForTask(service.id, "scheduler");
+    return { serviceId: service.id };
+  }
+
+  async stopCluster(launch: SchedulerLaunch): Promise<void> {
+    // Everything labelled with the cluster goes, whatever state the gateway recorded.
+    const filters = { label: [`${LABEL.gateway}=${this.settings.gatewayId}`, `${LABEL.cluster}=${launch.name}`] };
+    const services = await this.docker.listServices({ filters });
+    await Promise.all(services.map((s) => ignoreMissing(this.docker.getService(s.ID).remove())));
+    const secrets = await this.docker.listSecrets({ filters });
+    // A secret can be removed only once no task uses it; tasks of removed services take a moment to go.
+    for (const secret of secrets) await this.retry(() => ignoreMissing(this.docker.getSecret(secret.ID).remove()), 20);
+  }
+
+  async startWorker(launch: WorkerLaunch): Promise<BackendState> {
+    const start = async () => {
+      const node = pickNode(await this.eligibleNodes(), await this.workersPerNode(launch.cluster.name), this.config.workersPerNode);
+      if (!node) throw new BackendError("no eligible swarm node has room for another worker of this cluster");
+      const sized = sizeWorker(node, launch, this.config.reservedCores, this.config.reservedMemoryGiB);
+      const secretIds = await this.secretIds(launch.cluster.name);
+      const spec = workerServiceSpec(this.settings, sized, secretIds, node.ID);
+      return (await this.docker.createService(spec as Docker.CreateServiceOptions)).id;
+    };
+    const serviceId = await this.serialized(launch.cluster.name, start);
+    await this.waitForTask(serviceId, "worker");
+    return { serviceId };
+  }
+
+  async stopWorker(_launch: WorkerLaunch, state: BackendState): Promise<void> {
+    if (typeof state.serviceId === "string") await ignoreMissing(this.docker.getService(state.serviceId).remove());
+  }
+
+  async checkCluster(_launch: SchedulerLaunch, state: BackendState): Promise<string | null> {
+    return typeof state.serviceId === "string" ? this.serviceDeath(state.serviceId, "scheduler") : null;
+  }
+
+  async checkWorker(_launch: WorkerLaunch, state: BackendState): Promise<string | null> {
+    return typeof state.serviceId === "string" ? this.serviceDeath(state.serviceId, "worker") : null;
+  }
+
+  /** At most one worker per eligible node (or `workers_per_node`). */
+  async capacity(): Promise<number> {
+    return (await this.eligibleNodes()).length * this.config.workersPerNode;
+  }
+
+  async close(): Promise<void> {}
+
+  // ---- Helpers ----------------------------------------------------------------------------------
+
+  private async eligibleNodes(): Promise<SwarmNode[]> {
+    return eligibleNodes((await this.docker.listNodes()) as SwarmNode[], this.config.workerNodeLabel);
+  }
+
+  /** Node id → number of this cluster's worker services pinned there. */
+  private async workersPerNode(cluster: string): Promise<Map<string, number>> {
+    const services = await this.docker.listServices({
+      filters: { label: [`${LABEL.gateway}=${this.settings.gatewayId}`, `${LABEL.cluster}=${cluster}`, `${LABEL.role}=worker`] },
+    });
+    const counts = new Map<string, number>();
+    for (const s of services) {
+      const pin = s.Spec?.TaskTemplate && "Placement" in s.Spec.TaskTemplate
+        ? (s.Spec.TaskTemplate as { Placement?: { Constraints?: string[] } }).Placement?.Constraints?.find((c) => c.startsWith("node.id=="))
+        : undefined;
+      if (pin) counts.set(pin.slice("node.id==".length), (counts.get(pin.slice("node.id==".length)) ?? 0) + 1);
+    }
+    return counts;
+  }
+
+  private async createSecrets(launch: SchedulerLaunch): Promise<Record<SecretKind, string>> {
+    const ids = {} as Record<SecretKind, string>;
+    const specs = secretSpecs(this.settings, launch);
+    for (const [i, kind] of SECRET_KINDS.entries()) {
+      const created = (await this.docker.createSecret(specs[i]!)) as { id?: string; ID?: string };
+      ids[kind] = created.id ?? created.ID ?? "";
+    }
+    return ids;
+  }
+
+  private async secretIds(cluster: string): Promise<Record<SecretKind, string>> {
+    const secrets = await this.docker.listSecrets({ filters: { label: [`${LABEL.cluster}=${cluster}`, `${LABEL.gateway}=${this.settings.gatewayId}`] } });
+    const ids = {} as Record<SecretKind, string>;
+    for (const kind of SECRET_KINDS) {
+      const found = secrets.find((s) => s.Spec?.Name === `dgw-${cluster}-${kind}`);
+      if (!found) throw new BackendError(`the cluster's ${kind} secret is missing`);
+      ids[kind] = found.ID;
+    }
+    return ids;
+  }
+
+  /** Resolves when a task of the service runs; rejects with Docker's own error when it cannot. */
+  private async waitForTask(serviceId: string, what: string): Promise<void> {
+    let pendingErrorSince: number | null = null;
+    for (;;) {
+      const tasks = (await this.docker.listTasks({ filters: { service: [serviceId] } })) as Task[];
+      if (tasks.some((t) => t.Status?.State === "running")) return;
+      const failed = tasks.find((t) => FAILED_STATES.has(t.Status?.State ?? ""));
+      if (failed) throw new BackendError(`${what} task ${failed.Status?.State}: ${failed.Status?.Err || failed.Status?.Message || "no detail"}`);
+      const stuck = tasks.find((t) => t.Status?.State === "pending" && t.Status.Err);
+      if (stuck) {
+        pendingErrorSince ??= Date.now();
+        if (Date.now() - pendingErrorSince > PENDING_ERROR_GRACE_MS) throw new BackendError(`${what} task cannot be scheduled: ${stuck.Status!.Err}`);
+      } else {
+        pendingErrorSince = null;
+      }
+      await sleep(TASK_POLL_MS);
+    }
+  }
+
+  /** Why a service is dead (removed, or no task wants to run any more), or null while it lives. */
+  private async serviceDeath(serviceId: string, what: string): Promise<string | null> {
+    let tasks: Task[];
+    try {
+      await this.docker.getService(serviceId).inspect();
+      tasks = (await this.docker.listTasks({ filters: { service: [serviceId] } })) as Task[];
+    } catch (err) {
+      if (isNotFound(err)) return `the ${what} service was removed`;
+      throw err;
+    }
+    if (tasks.some((t) => t.DesiredState === "running" && !ENDED_STATES.has(t.Status?.State ?? ""))) return null;
+    if (tasks.some((t) => t.DesiredState === "running")) return null; // Swarm is restarting it.
+    const last = [...tasks].sort((a, b) => (b.UpdatedAt ?? "").localeCompare(a.UpdatedAt ?? ""))[0];
+    return `the ${what} task ended (${last?.Status?.State ?? "no task"}${last?.Status?.Err ? `: ${last.Status.Err}` : ""})`;
+  }
+
+  private serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.placing.get(key) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(fn);
+    this.placing.set(key, next);
+    void next.finally(() => {
+      if (this.placing.get(key) === next) this.placing.delete(key);
+    }).catch(() => undefined);
+    return next;
+  }
+
+  private async retry(fn: () => Promise<void>, attempts: number): Promise<void> {
+    for (let i = 1; ; i++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (i >= attempts) throw err;
+        this.log.debug({ err: (err as Error).message }, "retrying a removal");
+        await sleep(500);
+      }
+    }
+  }
+}
+
+interface Task {
+  DesiredState?: string;
+  UpdatedAt?: string;
+  NodeID?: string;
+  Status?: { State?: string; Err?: string; Message?: string };
+}
+
+async function findNetwork(docker: Docker, name: string): Promise<string> {
+  const networks = await docker.listNetworks({ filters: { name: [name] } });
+  const exact = networks.filter((n) => n.Name === name && n.Scope === "swarm");
+  if (exact.length !== 1) {
+    throw new BackendError(`swarm.network: expected one swarm-scoped network named '${name}', found ${exact.length}; 'make up' creates it`);
+  }
+  return exact[0]!.Id;
+}
+
+async function ignoreMissing(p: Promise<unknown>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as { statusCode?: number }).statusCode === 404;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
