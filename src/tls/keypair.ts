@@ -1,0 +1,54 @@
+/**
+ * Per-cluster TLS credentials, as the reference makes them: one self-signed RSA-2048 certificate that
+ * is CA, scheduler, worker and client certificate at once. Key generation runs off the event loop (WebCrypto).
+ */
+import "reflect-metadata";
+import { webcrypto } from "node:crypto";
+import * as x509 from "@peculiar/x509";
+
+x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+
+const ALGORITHM = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
+const DAY_MS = 86_400_000;
+
+export interface Keypair {
+  /** PEM certificate. */
+  cert: string;
+  /** Unencrypted PKCS#8 PEM private key. */
+  key: string;
+}
+
+/** Makes the credentials of one cluster; the SAN carries the bare cluster name. */
+export async function newKeypair(clusterName: string): Promise<Keypair> {
+  const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name: "CN=dask-internal",
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + 365 * DAY_MS),
+    signingAlgorithm: ALGORITHM,
+    keys,
+    extensions: [
+      new x509.SubjectAlternativeNameExtension([
+        { type: "dns", value: clusterName },
+        { type: "dns", value: "dask-internal" },
+        { type: "dns", value: "skein-internal" },
+      ]),
+    ],
+  });
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey));
+  return { cert: pem("CERTIFICATE", Buffer.from(cert.rawData)), key: pem("PRIVATE KEY", pkcs8) };
+}
+
+/** A positive 16-byte serial number in hex (the top bit cleared keeps it positive in DER). */
+function randomSerial(): string {
+  const bytes = webcrypto.getRandomValues(new Uint8Array(16));
+  bytes[0] = bytes[0]! & 0x7f;
+  return Buffer.from(bytes).toString("hex");
+}
+
+function pem(label: string, der: Buffer): string {
+  const body = der.toString("base64").match(/.{1,64}/g)!.join("\n");
+  return `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`;
+}
