@@ -4,7 +4,6 @@
  * config file; `hash-password` makes a users-file hash; `--help` lists every setting.
  */
 import { existsSync, writeFileSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { userInfo } from "node:os";
 import { hashPassword } from "./auth/passwords.js";
 import { resolveConfig } from "./config/config.js";
@@ -106,15 +105,16 @@ function initConfig(output: string, force: boolean): number {
   return print(`wrote ${output}`);
 }
 
-function readLine(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: process.stdin });
-    rl.once("line", (line) => {
-      rl.close();
-      resolve(line);
-    });
-    rl.once("close", () => reject(new ConfigError("hash-password: no password on standard input")));
-  });
+/** The first line of standard input (a pipe or a terminal). */
+async function readLine(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) {
+    chunks.push(chunk as Buffer);
+    if (chunk.includes(10)) break;
+  }
+  const line = Buffer.concat(chunks).toString("utf8").split(/\r?\n/)[0] ?? "";
+  if (!line) throw new ConfigError("hash-password: no password on standard input");
+  return line;
 }
 
 function safeUserName(): string {

@@ -52,8 +52,8 @@ def test_shutdown_empties_list_at_once_and_stopped_stays_visible(gateway, alice)
     name = cluster.name
     cluster.shutdown()
     assert alice.list_clusters() == []
-    wait_for(lambda: [c.name for c in alice.list_clusters(status="STOPPED")] == [name], 30, what="STOPPED")
-    report = alice.list_clusters(status="STOPPED")[0]
+    wait_for(lambda: name in [c.name for c in alice.list_clusters(status="STOPPED")], 30, what="STOPPED")
+    report = next(c for c in alice.list_clusters(status="STOPPED") if c.name == name)
     assert report.stop_time is not None
     assert events(gateway, name)["reason"] == "stopped by its user"
     # Nothing left running or on disk for a stopped cluster.
@@ -182,7 +182,7 @@ def test_killed_scheduler_fails_the_cluster_with_a_reason(gateway, alice):
     assert pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: [c.name for c in alice.list_clusters(status="FAILED")] == [cluster.name], 30, what="FAILED")
+    wait_for(lambda: cluster.name in [c.name for c in alice.list_clusters(status="FAILED")], 30, what="FAILED")
     assert "scheduler" in events(gateway, cluster.name)["reason"]
     cluster.close()
 
