@@ -71,6 +71,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const listenerOptions = {
     resolveScheduler: (name: string) => manager.schedulerTarget(name),
     onSchedulerConnection: (name: string, delta: 1 | -1) => manager.clientConnections(name, delta),
+    onOutcome: (outcome: string) => metrics.connections.inc({ outcome }),
     log: log.child({ component: "proxy" }),
   };
   const listener = new PublicListener({ ...listenerOptions, httpServer, httpsServer });
