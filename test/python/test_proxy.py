@@ -127,3 +127,60 @@ def test_routes_vanish_when_the_cluster_stops(gateway):
         cluster.shutdown()
         wait_for(lambda: requests.get(url, auth=("alice", USERS["alice"][0])).status_code == 404, 30, what="route removal")
         assert _hello(gateway, "daskgateway-" + cluster.name) == b""
+
+
+def test_dashboard_websocket_through_the_gateway(gateway, running):
+    import asyncio
+    import re
+
+    import aiohttp
+
+    cluster, _ = running
+    auth = aiohttp.BasicAuth("alice", USERS["alice"][0])
+    base = f"{gateway.url}/clusters/{cluster.name}/status"
+    html = requests.get(base, auth=("alice", USERS["alice"][0])).text
+    token = re.search(r'token":"([^"]+)"', html).group(1)
+
+    async def exchange():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{base}/ws", auth=auth, protocols=("bokeh", token)) as ws:
+                frames = [await asyncio.wait_for(ws.receive(), 30) for _ in range(3)]
+                return [f.data for f in frames if isinstance(f.data, str)]
+            
+    texts = asyncio.run(exchange())
+    assert any('"msgtype":"ACK"' in t.replace(" ", "") for t in texts), texts
+
+    async def refused():
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await session.ws_connect(f"{base}/ws", protocols=("bokeh", token))
+            return err.value.status
+
+    assert asyncio.run(refused()) == 401
+
+
+@pytest.fixture(scope="module")
+def orphaning(tmp_path_factory):
+    from conftest import start_gateway, stop_gateway
+
+    gw = start_gateway(tmp_path_factory.mktemp("orphan"), **{"auth.password": "pw", "clusters.orphan_timeout": "4"})
+    yield gw
+    stop_gateway(gw)
+
+
+def test_orphan_cluster_is_stopped_after_its_last_client_left(orphaning):
+    from dask_gateway import BasicAuth, Gateway
+
+    with Gateway(orphaning.url, auth=BasicAuth("olga", "pw")) as gw:
+        cluster = gw.new_cluster(shutdown_on_close=False)
+        name = cluster.name
+        client = cluster.get_client()
+        assert client.run_on_scheduler(lambda: 42) == 42
+        import time
+        time.sleep(6)  # Longer than the orphan timeout, but a client is connected: the cluster stays.
+        assert [c.name for c in gw.list_clusters()] == [name]
+        client.close()
+        cluster.close()
+        wait_for(lambda: gw.list_clusters() == [], 30, what="orphan stop")
+        reason = requests.get(f"{orphaning.url}/api/v1/clusters/{name}/events", auth=("olga", "pw")).json()["reason"]
+        assert "no client connected" in reason
