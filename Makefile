@@ -8,8 +8,10 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
 
+# `npm install` (not `npm ci`): npm 11 writes lock files without other platforms' optional packages,
+# which `npm ci` then refuses; install still takes the locked versions.
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund
+	npm install --no-audit --no-fund
 	@touch $@
 
 node-deps: $(NODE_STAMP)
