@@ -15,6 +15,7 @@ import type { Backend } from "./backends/backend.js";
 import { LocalBackend } from "./backends/local/local-backend.js";
 import { killAllSync } from "./backends/local/processes.js";
 import { ClusterManager } from "./clusters/manager.js";
+import { fileStore } from "./clusters/store.js";
 import type { GatewayConfig } from "./config/config.js";
 import type { Logger } from "./logging.js";
 import { Metrics } from "./metrics.js";
@@ -48,6 +49,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   let apiUrl = config.apiUrl ?? "";
   const manager = new ClusterManager({
     backend, log: log.child({ component: "clusters" }), clusters: config.clusters, limits: config.limits, catalog,
+    store: fileStore(join(config.stateDir, "records"), (file, err) => log.warn({ file, err: err.message }, "unreadable cluster record skipped")),
     get apiUrl() {
       return apiUrl;
     },
@@ -81,7 +83,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
 
   apiUrl ||= defaultApiUrl(config, address);
   const url = config.address.port === 0 ? config.publicUrl.replace(/:0$/, `:${address.port}`) : config.publicUrl;
-  manager.start();
+  await manager.start();
   log.info({ url, backend: backend.kind, auth: config.auth.mode, apiUrl }, "gateway started");
 
   let closed = false;
@@ -94,7 +96,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       await schedulerListener?.close();
       await manager.close();
       await backend.close();
-      killAllSync();
+      // Clusters left running on purpose (stop_on_shutdown false) are adopted by the next start.
+      if (config.clusters.stopOnShutdown) killAllSync();
       httpServer.closeAllConnections();
       httpsServer?.closeAllConnections();
       log.info("gateway stopped");

@@ -102,7 +102,7 @@ export function apiRouter({ manager, auth, version, metrics }: RouteDeps): Route
     if (!hasClusterToken(ctx, cluster)) throw new Unauthorized("token", "Unauthorized");
     manager.heartbeat(cluster!, requireBody(ctx, "Heartbeat") as HeartbeatMessage);
     ctx.status = 200;
-    ctx.body = null;
+    ctx.body = ""; // 200 with an empty body, as the reference answers (null would make Koa send 204)
   });
 
   // ---- Extensions: not in the reference protocol; the Python client never calls them. -------

@@ -50,8 +50,10 @@ export interface Backend {
   checkCluster(launch: SchedulerLaunch, state: BackendState): Promise<string | null>;
   /** Why the worker is gone, or null while it is alive. */
   checkWorker(launch: WorkerLaunch, state: BackendState): Promise<string | null>;
-  /** How many workers the backend can place for a cluster now; null when unbounded. */
-  capacity?(launch: SchedulerLaunch): Promise<number | null>;
+  /** How many workers the backend can place for a cluster now, and why; absent when unbounded. */
+  capacity?(launch: SchedulerLaunch): Promise<{ workers: number; why: string }>;
+  /** Removes what clusters not in `known` left behind (after a crash of an earlier gateway). */
+  cleanupOrphans?(known: ReadonlySet<string>): Promise<void>;
   /** Releases resources of the backend itself (not the clusters). */
   close(): Promise<void>;
 }

@@ -14,6 +14,7 @@ import type { OptionsCatalog } from "../options/catalog.js";
 import { applyHeartbeat, decideScale, type HeartbeatMessage } from "./heartbeat.js";
 import { Job, isActive, publicStatus, type ClusterRecord, type ClusterStatus, type WorkerRecord } from "./model.js";
 import { sendToScheduler, type SchedulerMessage } from "./scheduler-api.js";
+import type { ClusterStore } from "./store.js";
 import { WorkQueue } from "./workqueue.js";
 
 /** An error whose message is meant for the user, with the HTTP status that carries it. */
@@ -31,6 +32,7 @@ export interface ManagerOptions {
   catalog: OptionsCatalog;
   /** Base URL of the gateway API for schedulers (ends in /api). */
   apiUrl: string;
+  store: ClusterStore;
   now?: () => number;
 }
 
@@ -56,8 +58,20 @@ export class ClusterManager {
     });
   }
 
-  /** Starts the periodic timeout and liveness checks. */
-  start(): void {
+  /** Re-adopts the clusters of an earlier run, removes what they left behind, and starts the periodic checks. */
+  async start(): Promise<void> {
+    const now = this.now();
+    for (const c of this.opts.store.load()) {
+      // Whatever was in flight is resumed: the reconciler takes it from its recorded state.
+      c.lastHeartbeat = now;
+      c.lastClientSeen = now;
+      this.clusters.set(c.name, c);
+      this.event(c, "adopted", `adopted after a gateway restart (${publicStatus(c.status, c.target)})`);
+      this.queue.put(clusterKey(c.name));
+      for (const w of c.workers.values()) this.queue.put(workerKey(c.name, w.name));
+    }
+    const known = new Set([...this.clusters.values()].filter((c) => c.status < Job.STOPPED).map((c) => c.name));
+    await this.opts.backend.cleanupOrphans?.(known);
     this.checkTimer = setInterval(() => void this.checkAll(), this.opts.clusters.checkPeriod * 1000);
     this.checkTimer.unref();
   }
@@ -85,6 +99,7 @@ export class ClusterManager {
     };
     this.clusters.set(name, cluster);
     this.event(cluster, "created", `created by ${user.name} with options ${JSON.stringify(parsed.options)}`);
+    this.opts.store.save(cluster);
     this.queue.put(clusterKey(name));
     return cluster;
   }
@@ -132,7 +147,11 @@ export class ClusterManager {
 
   /** Forwards a scale request to the scheduler, clamped to the limits; answers the reference's {ok, msg}. */
   async scale(cluster: ClusterRecord, count: number): Promise<{ ok: boolean; msg: string | null }> {
-    const clamp = clampScale(count, this.workerLimit(cluster));
+    let clamp = clampScale(count, this.workerLimit(cluster));
+    const capacity = await this.opts.backend.capacity?.(this.launch(cluster));
+    if (capacity && clamp.count > capacity.workers) {
+      clamp = { count: capacity.workers, msg: `Scale request of ${count} workers exceeds what can be placed: ${capacity.why}. Scaling to ${capacity.workers} instead.` };
+    }
     await this.forward(cluster, { op: "scale", count: clamp.count });
     return { ok: clamp.msg === null, msg: clamp.msg };
   }
@@ -188,6 +207,7 @@ export class ClusterManager {
       await Promise.race([this.queue.idle(), sleep(30_000)]);
     }
     this.queue.close();
+    for (const c of this.clusters.values()) this.opts.store.save(c);
     for (const waiters of this.readyWaiters.values()) for (const w of waiters) w();
   }
 
@@ -197,11 +217,15 @@ export class ClusterManager {
     const [kind, name, workerName] = key.split("/");
     const cluster = this.clusters.get(name!);
     if (!cluster) return;
-    if (kind === "w") {
-      const worker = cluster.workers.get(workerName!);
-      if (worker) await this.reconcileWorker(cluster, worker);
-    } else {
-      await this.reconcileCluster(cluster);
+    try {
+      if (kind === "w") {
+        const worker = cluster.workers.get(workerName!);
+        if (worker) await this.reconcileWorker(cluster, worker);
+      } else {
+        await this.reconcileCluster(cluster);
+      }
+    } finally {
+      if (this.clusters.has(cluster.name)) this.opts.store.save(cluster);
     }
   }
 
@@ -236,8 +260,8 @@ export class ClusterManager {
   }
 
   private async checkScale(c: ClusterRecord): Promise<void> {
-    const capacity = this.opts.backend.capacity ? await this.opts.backend.capacity(this.launch(c)) : null;
-    const decision = decideScale(c, this.opts.clusters.workerStartFailureLimit, capacity);
+    const capacity = await this.opts.backend.capacity?.(this.launch(c));
+    const decision = decideScale(c, this.opts.clusters.workerStartFailureLimit, capacity?.workers ?? null);
     if (decision.kind === "fail") this.requestStop(c, Job.FAILED, decision.reason);
     if (decision.kind !== "start") return;
     for (let i = 0; i < decision.count; i++) {
@@ -263,7 +287,8 @@ export class ClusterManager {
 
   private async finishStop(c: ClusterRecord): Promise<void> {
     if ([...c.workers.values()].some((w) => w.status < Job.STOPPED)) return; // Worker reconciles requeue us.
-    if (Object.keys(c.state).length > 0) await this.opts.backend.stopCluster(this.launch(c), c.state);
+    // Always asked, even with no recorded state: a start cut short by a crash may have left objects behind.
+    await this.opts.backend.stopCluster(this.launch(c), c.state);
     c.workers.clear();
     c.status = c.target;
     c.stopTime = this.now();
@@ -282,7 +307,7 @@ export class ClusterManager {
       }
     }
     if (w.target >= Job.STOPPED && w.status < Job.STOPPED) {
-      if (Object.keys(w.state).length > 0) await this.opts.backend.stopWorker(this.workerLaunch(c, w), w.state);
+      await this.opts.backend.stopWorker(this.workerLaunch(c, w), w.state);
       w.status = w.target;
       c.workers.delete(w.name);
       this.queue.put(clusterKey(c.name));
@@ -399,6 +424,7 @@ export class ClusterManager {
 
   private forget(c: ClusterRecord): void {
     this.clusters.delete(c.name);
+    this.opts.store.remove(c.name);
     this.readyWaiters.delete(c.name);
   }
 

@@ -83,6 +83,7 @@ def start_gateway(tmp: Path, **settings) -> RunningGateway:
         "clusters.check_period": "1",
     }
     merged = {**defaults, **settings}
+    port = int(str(merged["address"]).rsplit(":", 1)[1])
     args = ["node", str(CLI)]
     for key, value in merged.items():
         args += [f"--{key}", str(value)]
@@ -90,6 +91,7 @@ def start_gateway(tmp: Path, **settings) -> RunningGateway:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DGW_")}
     proc = subprocess.Popen(args, stdout=open(tmp / "gateway.out", "w"), stderr=open(log_file, "w"), env=env)
     url = f"http://127.0.0.1:{port}"
+    last_error = None
     deadline = time.time() + 30
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -97,10 +99,11 @@ def start_gateway(tmp: Path, **settings) -> RunningGateway:
         try:
             if requests.get(f"{url}/api/health", timeout=1).ok:
                 return RunningGateway(url, port, state, log_file, proc, merged)
-        except requests.RequestException:
+        except requests.RequestException as exc:
+            last_error = exc
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("gateway did not become healthy")
+    raise RuntimeError(f"gateway did not become healthy: {last_error!r}")
 
 
 def stop_gateway(gw: RunningGateway) -> None:

@@ -3,7 +3,7 @@
  * `dask worker` per worker, all in the cluster's own directory with its credentials and logs.
  */
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, BackendState, SchedulerLaunch, WorkerLaunch } from "../backend.js";
@@ -51,9 +51,17 @@ export class LocalBackend implements Backend {
     return { workdir, pid };
   }
 
-  async stopCluster(_launch: SchedulerLaunch, state: BackendState): Promise<void> {
+  async stopCluster(launch: SchedulerLaunch, state: BackendState): Promise<void> {
     if (typeof state.pid === "number") await this.stop(state.pid, "scheduler");
-    if (typeof state.workdir === "string") await rm(state.workdir, { recursive: true, force: true });
+    await rm(join(this.options.clustersDir, launch.name), { recursive: true, force: true });
+  }
+
+  /** Work directories of clusters nobody knows any more (their gateway died before recording them). */
+  async cleanupOrphans(known: ReadonlySet<string>): Promise<void> {
+    const entries = await readdir(this.options.clustersDir).catch(() => [] as string[]);
+    for (const name of entries.filter((n) => !known.has(n))) {
+      await rm(join(this.options.clustersDir, name), { recursive: true, force: true });
+    }
   }
 
   async startWorker(launch: WorkerLaunch): Promise<BackendState> {

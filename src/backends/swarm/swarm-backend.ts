@@ -55,8 +55,12 @@ export class SwarmBackend implements Backend {
   }
 
   async stopCluster(launch: SchedulerLaunch): Promise<void> {
-    // Everything labelled with the cluster goes, whatever state the gateway recorded.
-    const filters = { label: [`${LABEL.gateway}=${this.settings.gatewayId}`, `${LABEL.cluster}=${launch.name}`] };
+    await this.removeClusterObjects(launch.name);
+  }
+
+  /** Everything labelled with the cluster goes, whatever state the gateway recorded. */
+  private async removeClusterObjects(cluster: string): Promise<void> {
+    const filters = { label: this.clusterFilter(cluster) };
     const services = await this.docker.listServices({ filters });
     await Promise.all(services.map((s) => ignoreMissing(this.docker.getService(s.ID).remove())));
     const secrets = await this.docker.listSecrets({ filters });
@@ -78,8 +82,28 @@ export class SwarmBackend implements Backend {
     return { serviceId };
   }
 
-  async stopWorker(_launch: WorkerLaunch, state: BackendState): Promise<void> {
-    if (typeof state.serviceId === "string") await ignoreMissing(this.docker.getService(state.serviceId).remove());
+  async stopWorker(launch: WorkerLaunch): Promise<void> {
+    // Found by label, not by recorded id: a start cut short by a crash has no id recorded.
+    const services = await this.docker.listServices({ filters: { label: [...this.clusterFilter(launch.cluster.name), `${LABEL.worker}=${launch.workerName}`] } });
+    await Promise.all(services.map((s) => ignoreMissing(this.docker.getService(s.ID).remove())));
+  }
+
+  /** Services and secrets of this gateway whose cluster it no longer knows. */
+  async cleanupOrphans(known: ReadonlySet<string>): Promise<void> {
+    const filters = { label: [`${LABEL.gateway}=${this.settings.gatewayId}`] };
+    const orphaned = new Set<string>();
+    for (const s of await this.docker.listServices({ filters })) {
+      const name = s.Spec?.Labels?.[LABEL.cluster];
+      if (name && !known.has(name)) orphaned.add(name);
+    }
+    for (const s of await this.docker.listSecrets({ filters })) {
+      const name = s.Spec?.Labels?.[LABEL.cluster];
+      if (name && !known.has(name)) orphaned.add(name);
+    }
+    for (const name of orphaned) {
+      this.log.info({ cluster: name }, "removing the objects of a cluster no gateway knows");
+      await this.removeClusterObjects(name);
+    }
   }
 
   async checkCluster(_launch: SchedulerLaunch, state: BackendState): Promise<string | null> {
@@ -91,13 +115,19 @@ export class SwarmBackend implements Backend {
   }
 
   /** At most one worker per eligible node (or `workers_per_node`). */
-  async capacity(): Promise<number> {
-    return (await this.eligibleNodes()).length * this.config.workersPerNode;
+  async capacity(): Promise<{ workers: number; why: string }> {
+    const nodes = (await this.eligibleNodes()).length;
+    const perNode = this.config.workersPerNode;
+    return { workers: nodes * perNode, why: `the swarm has ${nodes} eligible node${nodes === 1 ? "" : "s"} and places at most ${perNode} worker${perNode === 1 ? "" : "s"} of a cluster on each` };
   }
 
   async close(): Promise<void> {}
 
   // ---- Helpers ----------------------------------------------------------------------------------
+
+  private clusterFilter(cluster: string): string[] {
+    return [`${LABEL.gateway}=${this.settings.gatewayId}`, `${LABEL.cluster}=${cluster}`];
+  }
 
   private async eligibleNodes(): Promise<SwarmNode[]> {
     return eligibleNodes((await this.docker.listNodes()) as SwarmNode[], this.config.workerNodeLabel);
