@@ -35,3 +35,11 @@ test-python: build python-env ## Conformance tests with the real dask-gateway cl
 	$(PYTHON) -m pytest test/python $(PYTEST_ARGS)
 
 .PHONY: help node-deps python-env build run test test-unit test-python
+
+up: ## Run the gateway on this machine's Docker swarm (creates a swarm, builds images, prints how to connect)
+	@scripts/up.sh
+
+down: ## Remove everything `make up` created
+	@scripts/down.sh
+
+.PHONY: up down

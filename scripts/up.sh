@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `make up`: the gateway on this machine's Docker swarm (a single-node swarm is created if needed).
+# Idempotent: builds only what changed, keeps the password of the first run, redeploys in place.
+#   STACK (default dgw), PORT (default 8000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STACK=${STACK:-dgw}
+PORT=${PORT:-8000}
+SECRET=dgw_password
+PASSWORD_FILE=${DGW_UP_PASSWORD_FILE:-$HOME/.local/state/dask-gateway-swarm/swarm-password}
+log() { echo "up: $*" >&2; }
+
+log "Docker engine and swarm"
+scripts/docker-engine.sh --swarm
+log "building the gateway"
+make --no-print-directory build >&2
+log "building images (skipped when unchanged)"
+scripts/build-images.sh
+
+if ! docker secret inspect "$SECRET" >/dev/null 2>&1; then
+  log "generating the gateway password (kept as Docker secret $SECRET and in $PASSWORD_FILE)"
+  mkdir -p "$(dirname "$PASSWORD_FILE")" && chmod 700 "$(dirname "$PASSWORD_FILE")"
+  (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$PASSWORD_FILE")
+  docker secret create --label dask-gateway.gateway=default "$SECRET" "$PASSWORD_FILE" >/dev/null
+fi
+[ -s "$PASSWORD_FILE" ] || { log "the secret $SECRET exists but $PASSWORD_FILE is gone; 'make down' and 'make up' make a new one"; exit 1; }
+
+log "deploying stack $STACK"
+docker stack deploy --prune -c docker/stack.yml "$STACK" >&2
+# A changed image under the same tag is not picked up by a redeploy: force the update then.
+docker service update --quiet --force --image dgw-gateway:latest "${STACK}_gateway" >/dev/null 2>&1 || true
+
+log "waiting for http://127.0.0.1:$PORT/api/health"
+for i in $(seq 1 120); do
+  if curl -fsS -m 2 "http://127.0.0.1:$PORT/api/health" >/dev/null 2>&1; then break; fi
+  [ $((i % 10)) = 0 ] && log "still waiting ($i s): $(docker service ps --no-trunc --format '{{.CurrentState}} {{.Error}}' "${STACK}_gateway" | head -1)"
+  [ "$i" = 120 ] && { log "the gateway did not answer; see 'docker service logs ${STACK}_gateway'"; exit 1; }
+  sleep 1
+done
+
+addr=$(docker info --format '{{.Swarm.NodeAddr}}')
+[ -n "$addr" ] && [ "$addr" != "0.0.0.0" ] || addr=127.0.0.1
+password=$(cat "$PASSWORD_FILE")
+cat <<MSG
+
+Dask Gateway is running on the swarm at http://$addr:$PORT
+  user:     any name (each user sees only their own clusters)
+  password: $password
+
+from dask_gateway import Gateway, BasicAuth
+gateway = Gateway("http://$addr:$PORT", auth=BasicAuth("${USER:-$(id -un)}", "$password"))
+cluster = gateway.new_cluster()
+cluster.scale(2)
+client = cluster.get_client()
+MSG
