@@ -58,7 +58,10 @@ if ! docker info >/dev/null 2>&1; then
   else
     log "starting dockerd (log: /var/log/dockerd.log)"
     # setsid + nohup: the daemon must outlive this script and the shell that ran it.
-    as_root bash -c 'setsid nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &'
+    # No userland proxy: with it, a loopback connection to a published port is accepted and then closed
+    # while the service restarts, which distributed's reconnect does not retry; without it, the
+    # connection is refused until the new task listens, and clients reconnect by themselves.
+    as_root bash -c 'setsid nohup dockerd --userland-proxy=false >>/var/log/dockerd.log 2>&1 </dev/null &'
   fi
   deadline=$(( $(date +%s) + ${DOCKERD_WAIT:-60} ))
   until docker info >/dev/null 2>&1; do

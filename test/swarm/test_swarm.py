@@ -1,0 +1,179 @@
+"""The gateway deployed on a real Docker swarm with `make up` (gateway in the swarm, client on the host),
+then spread over Docker-in-Docker nodes. Run by `make test-swarm` (part of `make test`)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import requests
+from dask_gateway import BasicAuth, Gateway
+from dask_gateway.client import GatewayWarning
+
+ROOT = Path(__file__).resolve().parents[2]
+URL = "http://127.0.0.1:8000"
+LABEL = "dask-gateway.gateway"
+
+
+def sh(*args: str, check: bool = True) -> str:
+    return subprocess.run(args, check=check, capture_output=True, text=True).stdout.strip()
+
+
+def wait_for(predicate, timeout=90.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def password():
+    subprocess.run([str(ROOT / "scripts" / "up.sh")], check=True, stdout=subprocess.DEVNULL)
+    return (Path.home() / ".local/state/dask-gateway-swarm/swarm-password").read_text().strip()
+
+
+@pytest.fixture
+def gw(password):
+    with Gateway(URL, auth=BasicAuth("alice", password)) as gateway:
+        yield gateway
+        for report in gateway.list_clusters():
+            gateway.stop_cluster(report.name)
+
+
+def services(cluster: str, role: str | None = None) -> list[dict]:
+    labels = [f"label=dask-gateway.cluster={cluster}"] + ([f"label=dask-gateway.role={role}"] if role else [])
+    ids = sh("docker", "service", "ls", "-q", *sum((["--filter", f] for f in labels), [])).split()
+    return [json.loads(sh("docker", "service", "inspect", i))[0] for i in ids]
+
+
+def worker_nodes(cluster: str) -> list[str]:
+    nodes = []
+    for s in services(cluster, "worker"):
+        tasks = sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", s["ID"]).split()
+        for t in tasks:
+            task = json.loads(sh("docker", "inspect", t))[0]
+            if task["Status"]["State"] == "running":
+                nodes.append(task["NodeID"])
+    return nodes
+
+
+def test_create_options_scale_compute_dashboard_shutdown(gw, password):
+    assert [f["field"] for f in requests.get(f"{URL}/api/v1/options", auth=("alice", password)).json()["cluster_options"]] == [
+        "worker_cores", "worker_memory", "environment", "idle_timeout"]
+    cluster = gw.new_cluster(environment={"GREETING": "hi"})
+    assert gw.get_cluster(cluster.name).options["environment"] == {"GREETING": "hi"}
+    cluster.scale(1)
+    client = cluster.get_client()
+    client.wait_for_workers(1, timeout=120)
+    assert client.submit(lambda x: x + 1, 1).result(timeout=60) == 2
+    assert client.run(lambda: __import__("os").environ["GREETING"]) == {w: "hi" for w in client.scheduler_info()["workers"]}
+    dash = f"{URL}/clusters/{cluster.name}/status"
+    assert requests.get(dash).status_code == 401
+    assert requests.get(dash, auth=("bob", password)).status_code == 403
+    assert requests.get(dash, auth=("alice", password)).status_code == 200
+    client.close()
+    cluster.shutdown()
+    assert gw.list_clusters() == []
+    wait_for(lambda: services(cluster.name) == [], 60, "the cluster's services to go")
+    wait_for(lambda: sh("docker", "secret", "ls", "-q", "--filter", f"label=dask-gateway.cluster={cluster.name}") == "", 60, "its secrets to go")
+
+
+def test_secrets_are_files_not_environment(gw, password):
+    cluster = gw.new_cluster()
+    try:
+        (scheduler,) = services(cluster.name, "scheduler")
+        spec = scheduler["Spec"]["TaskTemplate"]["ContainerSpec"]
+        env = "\n".join(spec["Env"])
+        report = requests.get(f"{URL}/api/v1/clusters/{cluster.name}", auth=("alice", password)).json()
+        key_body = report["tls_key"].splitlines()[1]
+        assert key_body not in env and key_body not in json.dumps(scheduler)
+        assert "DASK_GATEWAY_API_TOKEN=/run/secrets/" in env
+        assert {s["File"]["Mode"] for s in spec["Secrets"]} == {0o400}
+        assert spec["User"] == "1000:1000"
+        assert scheduler["Spec"]["EndpointSpec"]["Mode"] == "dnsrr"
+        assert not any(m.get("Source") == "/var/run/docker.sock" for m in spec.get("Mounts", []))
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def three_nodes(password):
+    out = sh(str(ROOT / "scripts" / "swarm-nodes.sh"), "up", "3")
+    yield out.split()
+    sh(str(ROOT / "scripts" / "swarm-nodes.sh"), "down", check=False)
+
+
+def ready_nodes() -> int:
+    return sum(1 for line in sh("docker", "node", "ls", "--format", "{{.Status}} {{.Availability}}").splitlines() if line == "Ready Active")
+
+
+def test_one_worker_per_node_clamp_drain_and_node_loss(gw, three_nodes):
+    nodes = ready_nodes()
+    assert nodes == 4  # the manager and three Docker-in-Docker nodes
+    cluster = gw.new_cluster()
+    client = cluster.get_client()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cluster.scale(nodes + 2)
+        assert any(isinstance(w.message, GatewayWarning) and f"Scaling to {nodes} instead" in str(w.message) for w in caught)
+        client.wait_for_workers(nodes, timeout=240)
+        placed = wait_for(lambda: (n := worker_nodes(cluster.name)) and len(n) == nodes and n, 60, "placement")
+        assert len(set(placed)) == nodes, "exactly one worker on each node"
+
+        cluster.scale(nodes - 1)
+        wait_for(lambda: len(client.scheduler_info()["workers"]) == nodes - 1, 120, "scale down")
+        wait_for(lambda: len(worker_nodes(cluster.name)) == nodes - 1, 60, "worker services removed")
+        victim_id = next(n for n in worker_nodes(cluster.name) if sh("docker", "node", "inspect", "-f", "{{.Spec.Role}}", n) == "worker")
+        sh("docker", "node", "update", "--availability", "drain", victim_id)
+        try:
+            wait_for(lambda: (n := worker_nodes(cluster.name)) and victim_id not in n and len(n) == nodes - 1, 180, "the drained node's worker to move")
+            wait_for(lambda: len(client.scheduler_info()["workers"]) == nodes - 1, 120, "workers reconnected")
+            assert client.submit(lambda x: x * 2, 21).result(timeout=60) == 42
+        finally:
+            sh("docker", "node", "update", "--availability", "active", victim_id)
+
+        lost = sh("docker", "node", "inspect", "-f", "{{.Description.Hostname}}", worker_nodes(cluster.name)[-1])
+        if lost.startswith("dgw-node"):
+            sh("docker", "stop", lost)
+            wait_for(lambda: len(client.scheduler_info()["workers"]) >= nodes - 2, 180, "the cluster to survive a lost node")
+            assert client.submit(lambda x: x + 1, 41).result(timeout=120) == 42
+            assert [c.name for c in gw.list_clusters()] == [cluster.name]
+    finally:
+        client.close()
+        cluster.shutdown()
+
+
+def test_cluster_keeps_computing_across_a_gateway_restart(gw):
+    cluster = gw.new_cluster()
+    cluster.scale(1)
+    client = cluster.get_client()
+    client.wait_for_workers(1, timeout=120)
+    assert client.submit(lambda x: x + 1, 1).result(timeout=60) == 2
+    sh("docker", "service", "update", "--quiet", "--force", "dgw_gateway")
+    wait_for(lambda: requests.get(f"{URL}/api/health", timeout=2).ok if _up() else False, 120, "the gateway to come back")
+    assert [(r.name, r.status.name) for r in gw.list_clusters()] == [(cluster.name, "RUNNING")]
+    assert client.submit(lambda x: x * 3, 5, pure=False).result(timeout=120) == 15
+    client.close()
+    cluster.shutdown()
+
+
+def _up() -> bool:
+    try:
+        return requests.get(f"{URL}/api/health", timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def test_zz_down_leaves_nothing_behind(password):
+    subprocess.run([str(ROOT / "scripts" / "down.sh")], check=True)
+    assert sh("docker", "service", "ls", "-q", "--filter", f"label={LABEL}") == ""
+    assert sh("docker", "secret", "ls", "-q", "--filter", f"label={LABEL}") == ""
+    assert sh("docker", "config", "ls", "-q", "--filter", f"label={LABEL}") == ""
+    assert "dgw" not in sh("docker", "network", "ls", "--format", "{{.Name}}").split()
