@@ -25,7 +25,7 @@ build: node-deps ## Compile the TypeScript server into dist/
 run: build python-env ## Run the gateway with zero configuration (local processes)
 	node dist/cli.js
 
-test: test-unit test-python ## Run every test (installs what it needs)
+test: test-unit test-python test-swarm ## Run every test (installs what it needs)
 
 test-unit: node-deps ## Unit tests (vitest)
 	npx tsc -p tsconfig.json --noEmit
@@ -34,7 +34,11 @@ test-unit: node-deps ## Unit tests (vitest)
 test-python: build python-env ## Conformance tests with the real dask-gateway client and dask processes
 	$(PYTHON) -m pytest test/python $(PYTEST_ARGS)
 
-.PHONY: help node-deps python-env build run test test-unit test-python
+test-swarm: build python-env ## Tests on a real swarm: make up, three Docker-in-Docker nodes, restart, make down
+	scripts/docker-engine.sh --swarm
+	$(PYTHON) -m pytest test/swarm $(PYTEST_ARGS)
+
+.PHONY: help node-deps python-env build run test test-unit test-python test-swarm
 
 up: ## Run the gateway on this machine's Docker swarm (creates a swarm, builds images, prints how to connect)
 	@scripts/up.sh
