@@ -73,7 +73,18 @@ function commonEnv(launch: SchedulerLaunch): string[] {
   return Object.entries(env).map(([k, v]) => `${k}=${v}`);
 }
 
-const restartPolicy = { Condition: "on-failure", MaxAttempts: 2, Delay: 2_000_000_000 };
+/** One task, found by DNS round robin (no virtual IP: that needs IPVS and drops idle connections). */
+const singleTask = { Mode: { Replicated: { Replicas: 1 } }, EndpointSpec: { Mode: "dnsrr" } };
+
+/** Reservations matching what the process is told it has, bounded restarts, placement and network. */
+function taskRules(settings: SwarmSettings, cores: number, memoryBytes: number, constraints: string[]) {
+  return {
+    Resources: { Reservations: { NanoCPUs: Math.round(cores * 1e9), MemoryBytes: memoryBytes }, Limits: { MemoryBytes: memoryBytes } },
+    RestartPolicy: { Condition: "on-failure", MaxAttempts: 2, Delay: 2_000_000_000 },
+    Placement: { Constraints: constraints },
+    Networks: [{ Target: settings.networkId }],
+  };
+}
 
 /** The scheduler service: dnsrr endpoint (no IPVS needed), bounded restarts, optional placement. */
 export function schedulerServiceSpec(settings: SwarmSettings, launch: SchedulerLaunch, secretIds: Record<SecretKind, string>) {
@@ -104,16 +115,9 @@ export function schedulerServiceSpec(settings: SwarmSettings, launch: SchedulerL
         Secrets: secretRefs(secretIds, launch.name),
         Labels: clusterLabels(settings.gatewayId, launch.name, launch.user),
       },
-      Resources: {
-        Reservations: { NanoCPUs: Math.round(launch.schedulerCores * 1e9), MemoryBytes: launch.schedulerMemoryBytes },
-        Limits: { MemoryBytes: launch.schedulerMemoryBytes },
-      },
-      RestartPolicy: restartPolicy,
-      Placement: { Constraints: settings.schedulerConstraints },
-      Networks: [{ Target: settings.networkId }],
+      ...taskRules(settings, launch.schedulerCores, launch.schedulerMemoryBytes, settings.schedulerConstraints),
     },
-    Mode: { Replicated: { Replicas: 1 } },
-    EndpointSpec: { Mode: "dnsrr" },
+    ...singleTask,
   };
 }
 
@@ -143,15 +147,8 @@ export function workerServiceSpec(settings: SwarmSettings, launch: WorkerLaunch,
         Secrets: secretRefs(secretIds, c.name),
         Labels: clusterLabels(settings.gatewayId, c.name, c.user),
       },
-      Resources: {
-        Reservations: { NanoCPUs: Math.round(launch.workerCores * 1e9), MemoryBytes: launch.workerMemoryBytes },
-        Limits: { MemoryBytes: launch.workerMemoryBytes },
-      },
-      RestartPolicy: restartPolicy,
-      Placement: { Constraints: [`node.id==${nodeId}`] },
-      Networks: [{ Target: settings.networkId }],
+      ...taskRules(settings, launch.workerCores, launch.workerMemoryBytes, [`node.id==${nodeId}`]),
     },
-    Mode: { Replicated: { Replicas: 1 } },
-    EndpointSpec: { Mode: "dnsrr" },
+    ...singleTask,
   };
 }

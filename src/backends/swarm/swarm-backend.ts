@@ -7,7 +7,7 @@ import type { GatewayConfig } from "../../config/config.js";
 import type { Logger } from "../../logging.js";
 import { BackendError, type Backend, type BackendState, type SchedulerLaunch, type WorkerLaunch } from "../backend.js";
 import {
-  LABEL, SECRET_KINDS, schedulerServiceSpec, secretSpecs, workerServiceSpec,
+  LABEL, SECRET_KINDS, schedulerServiceSpec, secretName, secretSpecs, workerServiceSpec,
   type SecretKind, type SwarmSettings,
 } from "./docker-objects.js";
 import { eligibleNodes, pickNode, sizeWorker, type SwarmNode } from "./placement.js";
@@ -135,9 +135,7 @@ export class SwarmBackend implements Backend {
 
   /** Node id → number of this cluster's worker services pinned there. */
   private async workersPerNode(cluster: string): Promise<Map<string, number>> {
-    const services = await this.docker.listServices({
-      filters: { label: [`${LABEL.gateway}=${this.settings.gatewayId}`, `${LABEL.cluster}=${cluster}`, `${LABEL.role}=worker`] },
-    });
+    const services = await this.docker.listServices({ filters: { label: [...this.clusterFilter(cluster), `${LABEL.role}=worker`] } });
     const counts = new Map<string, number>();
     for (const s of services) {
       const pin = s.Spec?.TaskTemplate && "Placement" in s.Spec.TaskTemplate
@@ -159,10 +157,10 @@ export class SwarmBackend implements Backend {
   }
 
   private async secretIds(cluster: string): Promise<Record<SecretKind, string>> {
-    const secrets = await this.docker.listSecrets({ filters: { label: [`${LABEL.cluster}=${cluster}`, `${LABEL.gateway}=${this.settings.gatewayId}`] } });
+    const secrets = await this.docker.listSecrets({ filters: { label: this.clusterFilter(cluster) } });
     const ids = {} as Record<SecretKind, string>;
     for (const kind of SECRET_KINDS) {
-      const found = secrets.find((s) => s.Spec?.Name === `dgw-${cluster}-${kind}`);
+      const found = secrets.find((s) => s.Spec?.Name === secretName(cluster, kind));
       if (!found) throw new BackendError(`the cluster's ${kind} secret is missing`);
       ids[kind] = found.ID;
     }

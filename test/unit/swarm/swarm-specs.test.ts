@@ -1,0 +1,63 @@
+import { describe, expect, it } from "vitest";
+import type { SchedulerLaunch, WorkerLaunch } from "../../../src/backends/backend.js";
+import { schedulerServiceSpec, secretSpecs, workerServiceSpec } from "../../../src/backends/swarm/docker-objects.js";
+import { eligibleNodes, pickNode, sizeWorker, type SwarmNode } from "../../../src/backends/swarm/placement.js";
+
+const settings = { gatewayId: "g1", image: "img", networkId: "net", schedulerConstraints: ["node.role==manager"] };
+const launch: SchedulerLaunch = {
+  name: "c1", user: "alice", token: "TOKEN-SECRET", tlsCert: "CERT", tlsKey: "KEY-SECRET", apiUrl: "http://gateway:8000/api",
+  heartbeatPeriod: 15, adaptivePeriod: 3, idleTimeout: 0, schedulerCores: 1, schedulerMemoryBytes: 2 ** 30, environment: { A: "b" },
+};
+const ids = { cert: "i1", key: "i2", token: "i3" };
+const node = (id: string, state = "ready", availability = "active", labels: Record<string, string> = {}, cpus = 8, mem = 16 * 2 ** 30): SwarmNode => ({
+  ID: id, Spec: { Availability: availability, Labels: labels }, Status: { State: state },
+  Description: { Resources: { NanoCPUs: cpus * 1e9, MemoryBytes: mem } },
+});
+
+describe("swarm object specs", () => {
+  it("keeps secrets out of everything inspectable", () => {
+    const spec = schedulerServiceSpec(settings, launch, ids);
+    const text = JSON.stringify(spec);
+    expect(text).not.toContain("TOKEN-SECRET");
+    expect(text).not.toContain("KEY-SECRET");
+    expect(spec.TaskTemplate.ContainerSpec.Env).toContain("DASK_GATEWAY_API_TOKEN=/run/secrets/dask-token");
+    expect(spec.TaskTemplate.ContainerSpec.Secrets.every((s) => s.File.Mode === 0o400 && s.File.UID === "1000")).toBe(true);
+    expect(spec.TaskTemplate.ContainerSpec.User).toBe("1000:1000");
+    expect(spec.EndpointSpec.Mode).toBe("dnsrr");
+    expect(spec.TaskTemplate.RestartPolicy.MaxAttempts).toBeGreaterThan(0);
+    expect(spec.Labels).toMatchObject({ "dask-gateway.gateway": "g1", "dask-gateway.cluster": "c1", "dask-gateway.role": "scheduler" });
+    expect(secretSpecs(settings, launch).map((s) => Buffer.from(s.Data, "base64").toString())).toEqual(["CERT", "KEY-SECRET", "TOKEN-SECRET"]);
+  });
+
+  it("pins a worker to its node with matching reservations", () => {
+    const w: WorkerLaunch = { cluster: launch, clusterState: {}, workerName: "w".repeat(32), schedulerAddress: "tls://10.0.0.2:8786", workerCores: 2, workerThreads: 2, workerMemoryBytes: 4 * 2 ** 30 };
+    const spec = workerServiceSpec(settings, w, ids, "node-a");
+    expect(spec.TaskTemplate.Placement.Constraints).toEqual(["node.id==node-a"]);
+    expect(spec.TaskTemplate.Resources.Reservations).toEqual({ NanoCPUs: 2e9, MemoryBytes: 4 * 2 ** 30 });
+    expect(spec.TaskTemplate.ContainerSpec.Command).toEqual(expect.arrayContaining(["--name", w.workerName, "--nthreads", "2"]));
+  });
+});
+
+describe("placement", () => {
+  const nodes = [node("a"), node("b", "down"), node("c", "ready", "drain"), node("d", "ready", "active", { gpu: "yes" })];
+
+  it("uses only ready, active (and labelled) nodes", () => {
+    expect(eligibleNodes(nodes, null).map((n) => n.ID)).toEqual(["a", "d"]);
+    expect(eligibleNodes(nodes, "gpu").map((n) => n.ID)).toEqual(["d"]);
+    expect(eligibleNodes(nodes, "gpu=no")).toEqual([]);
+  });
+
+  it("picks the least used node below the per-node limit", () => {
+    const eligible = eligibleNodes(nodes, null);
+    expect(pickNode(eligible, new Map([["a", 1]]), 1)?.ID).toBe("d");
+    expect(pickNode(eligible, new Map([["a", 1], ["d", 1]]), 1)).toBeNull();
+    expect(pickNode(eligible, new Map([["a", 1], ["d", 1]]), 2)?.ID).toBe("a");
+  });
+
+  it("never sizes a worker beyond its node minus the reserve", () => {
+    const w: WorkerLaunch = { cluster: launch, clusterState: {}, workerName: "w", schedulerAddress: "", workerCores: 16, workerThreads: 16, workerMemoryBytes: 64 * 2 ** 30 };
+    const sized = sizeWorker(node("a", "ready", "active", {}, 4, 8 * 2 ** 30), w, 0.5, 1);
+    expect(sized.workerThreads).toBe(3);
+    expect(sized.workerMemoryBytes).toBe(7 * 2 ** 30);
+  });
+});
