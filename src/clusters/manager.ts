@@ -148,7 +148,9 @@ export class ClusterManager {
   /** Forwards a scale request to the scheduler, clamped to the limits; answers the reference's {ok, msg}. */
   async scale(cluster: ClusterRecord, count: number): Promise<{ ok: boolean; msg: string | null }> {
     let clamp = clampScale(count, this.workerLimit(cluster));
-    const capacity = await this.opts.backend.capacity?.(this.launch(cluster));
+    const capacity = await this.opts.backend.capacity?.(this.launch(cluster)).catch((err: Error) => {
+      throw new PublicError(503, `the ${this.opts.backend.kind} backend cannot be reached: ${err.message}`);
+    });
     if (capacity && clamp.count > capacity.workers) {
       clamp = { count: capacity.workers, msg: `Scale request of ${count} workers exceeds what can be placed: ${capacity.why}. Scaling to ${capacity.workers} instead.` };
     }
