@@ -80,7 +80,7 @@ def test_invalid_options_raise_value_error_naming_the_field(gateway, alice, kwar
     assert r.status_code == 422
     assert needle in r.json()["error"]
     with pytest.raises(ValueError, match=needle):
-        alice.new_cluster(**kwargs)  # kwargs alone are sent as they are, so the server decides
+        alice.submit(**kwargs)  # kwargs alone are sent as they are, so the server decides
     assert alice.list_clusters() == []
 
 
