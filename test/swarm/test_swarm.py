@@ -50,7 +50,8 @@ def services(cluster: str, role: str | None = None) -> list[dict]:
     labels = [f"label=dask-gateway.cluster={cluster}"] + ([f"label=dask-gateway.role={role}"] if role else [])
     ids = sh("docker", "service", "ls", "-q", *sum((["--filter", f] for f in labels), [])).split()
     found = [subprocess.run(["docker", "service", "inspect", i], capture_output=True, text=True).stdout for i in ids]
-    return [json.loads(text)[0] for text in found if text.strip().startswith("[")]
+    # A service removed between the listing and the inspection answers `[]`: skip it.
+    return [spec for text in found if text.strip().startswith("[") for spec in json.loads(text)[:1]]
 
 
 def worker_nodes(cluster: str) -> list[str]:
