@@ -28,6 +28,8 @@ export class SwarmBackend implements Backend {
     private readonly settings: SwarmSettings,
     private readonly config: GatewayConfig["swarm"],
     private readonly log: Logger,
+    /** Waiting for a task never outlives the manager's own start timeouts. */
+    private readonly waitLimitMs: number,
   ) {}
 
   /** Connects to the engine and checks that it is a swarm manager with the configured network. */
@@ -44,7 +46,8 @@ export class SwarmBackend implements Backend {
       gatewayId: config.swarm.gatewayId, image: config.swarm.image, networkId,
       schedulerConstraints: config.swarm.schedulerConstraints,
     };
-    return new SwarmBackend(docker, settings, config.swarm, log);
+    const waitLimitMs = 1000 * Math.max(config.clusters.startTimeout, config.clusters.workerStartTimeout);
+    return new SwarmBackend(docker, settings, config.swarm, log, waitLimitMs);
   }
 
   async startCluster(launch: SchedulerLaunch): Promise<BackendState> {
@@ -170,7 +173,8 @@ export class SwarmBackend implements Backend {
   /** Resolves when a task of the service runs; rejects with Docker's own error when it cannot. */
   private async waitForTask(serviceId: string, what: string): Promise<void> {
     let pendingErrorSince: number | null = null;
-    for (;;) {
+    const deadline = Date.now() + this.waitLimitMs;
+    while (Date.now() < deadline) {
       const tasks = (await this.docker.listTasks({ filters: { service: [serviceId] } })) as Task[];
       if (tasks.some((t) => t.Status?.State === "running")) return;
       const failed = tasks.find((t) => FAILED_STATES.has(t.Status?.State ?? ""));
@@ -184,6 +188,7 @@ export class SwarmBackend implements Backend {
       }
       await sleep(TASK_POLL_MS);
     }
+    throw new BackendError(`no ${what} task was running after ${this.waitLimitMs / 1000} s`);
   }
 
   /** Why a service is dead (removed, or no task wants to run any more), or null while it lives. */
