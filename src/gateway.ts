@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { createApp } from "./api/app.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { resolveSharedPassword, type SharedPassword } from "./auth/shared-password.js";
-import { sharedPasswordStore, usersFileStore, type UserStore } from "./auth/users.js";
+import { sharedPasswordStore, usersFileStore, type User, type UserStore } from "./auth/users.js";
+import { mayAct } from "./api/auth-middleware.js";
 import type { Backend } from "./backends/backend.js";
 import { LocalBackend } from "./backends/local/local-backend.js";
 import { killAllSync } from "./backends/local/processes.js";
@@ -54,21 +55,25 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       return apiUrl;
     },
   });
-  const canAct = (user: { name: string; admin: boolean }, name: string) => {
-    const c = manager.get(name);
-    return Boolean(c && (user.admin || c.user === user.name));
+  const dashboards = {
+    auth,
+    target: (name: string) => manager.dashboardTarget(name),
+    exists: (name: string) => manager.get(name) !== undefined,
+    canAct: (user: User, name: string) => {
+      const cluster = manager.get(name);
+      return cluster !== undefined && mayAct(user, cluster);
+    },
   };
   const metrics = new Metrics(() => manager.statusCounts());
   const app = createApp({
     manager, auth, log, metrics, version: VERSION, maxBodyBytes: config.limits.maxBodyBytes,
-    before: [dashboardMiddleware({ auth, target: (n) => manager.dashboardTarget(n), canAct, exists: (n) => Boolean(manager.get(n)) })],
+    before: [dashboardMiddleware(dashboards)],
   });
   const httpServer = http.createServer({ maxHeaderSize: 16 * 1024 }, app.callback());
-  httpServer.on("upgrade", dashboardUpgrade({ auth, target: (n) => manager.dashboardTarget(n), canAct }));
   const httpsServer = config.tls
     ? https.createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, app.callback())
     : undefined;
-  httpsServer?.on("upgrade", dashboardUpgrade({ auth, target: (n) => manager.dashboardTarget(n), canAct }));
+  for (const server of [httpServer, httpsServer]) server?.on("upgrade", dashboardUpgrade(dashboards));
 
   const listenerOptions = {
     resolveScheduler: (name: string) => manager.schedulerTarget(name),
