@@ -118,12 +118,11 @@ async function createBackend(config: GatewayConfig, log: Logger): Promise<Backen
   return new LocalBackend({ clustersDir: join(config.stateDir, "clusters"), daskCommand: config.local.daskCommand });
 }
 
-/** Schedulers reach the gateway through its own public port; local ones through the loopback. */
+/** Local schedulers reach the gateway over plain HTTP on the loopback (the public port speaks both). */
 function defaultApiUrl(config: GatewayConfig, address: AddressInfo): string {
-  const scheme = config.tls ? "https" : "http";
   if (config.backend === "local") {
     const host = ["0.0.0.0", "::", ""].includes(config.address.host) ? "127.0.0.1" : config.address.host;
-    return `${scheme}://${host.includes(":") ? `[${host}]` : host}:${address.port}/api`;
+    return `http://${host.includes(":") ? `[${host}]` : host}:${address.port}/api`;
   }
   return `${config.publicUrl}/api`;
 }

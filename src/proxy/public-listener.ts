@@ -4,6 +4,7 @@
  * server (if any), plain HTTP to the Koa application. Hostile input is closed, counted and logged once.
  */
 import net, { type AddressInfo } from "node:net";
+import { Duplex } from "node:stream";
 import type { Server as HttpServer } from "node:http";
 import type { Server as HttpsServer } from "node:https";
 import type { Logger } from "../logging.js";
@@ -107,6 +108,11 @@ export class PublicListener {
   private handOver(socket: net.Socket, head: Buffer, server: HttpServer | HttpsServer, outcome: Outcome): void {
     this.count(outcome);
     socket.allowHalfOpen = false;
+    if (outcome === "tls-other") {
+      // TLS reads the socket's handle directly and would miss unshifted bytes: give it a stream that replays them.
+      server.emit("connection", replayed(socket, head));
+      return;
+    }
     socket.unshift(head);
     server.emit("connection", socket);
     socket.resume();
@@ -160,4 +166,25 @@ export class PublicListener {
     this.counts[outcome]++;
     this.opts.onOutcome?.(outcome);
   }
+}
+
+/** A duplex that yields `head` and then whatever the socket reads, and writes to the socket. */
+function replayed(socket: net.Socket, head: Buffer): Duplex {
+  const duplex = new Duplex({
+    read: () => void socket.resume(),
+    write: (chunk: Buffer, _encoding, callback) => void socket.write(chunk, callback),
+    final: (callback) => void socket.end(callback),
+    destroy: (err, callback) => {
+      socket.destroy(err ?? undefined);
+      callback(err);
+    },
+  });
+  duplex.push(head);
+  socket.on("data", (chunk: Buffer) => {
+    if (!duplex.push(chunk)) socket.pause();
+  });
+  socket.on("end", () => duplex.push(null));
+  socket.on("error", (err) => duplex.destroy(err));
+  socket.on("close", () => duplex.destroy());
+  return duplex;
 }
