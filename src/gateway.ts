@@ -79,6 +79,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     resolveScheduler: (name: string) => manager.schedulerTarget(name),
     onSchedulerConnection: (name: string, delta: 1 | -1) => manager.clientConnections(name, delta),
     onOutcome: (outcome: string) => metrics.connections.inc({ outcome }),
+    helloTimeoutMs: config.limits.helloTimeout * 1000,
+    maxConnections: config.limits.maxConnections,
     log: log.child({ component: "proxy" }),
   };
   const listener = new PublicListener({ ...listenerOptions, httpServer, httpsServer });

@@ -42,6 +42,8 @@ const WAIT_LIMIT_MS = 20_000;
 export class ClusterManager {
   private readonly clusters = new Map<string, ClusterRecord>();
   private readonly readyWaiters = new Map<string, Set<() => void>>();
+  /** Creation times per user in the last minute, for limits.create_rate. */
+  private readonly recentCreates = new Map<string, number[]>();
   private readonly queue: WorkQueue;
   private readonly now: () => number;
   private checkTimer: NodeJS.Timeout | undefined;
@@ -87,6 +89,7 @@ export class ClusterManager {
     }
     const parsed = this.opts.catalog.parse(requested);
     if (!parsed.ok) throw new PublicError(422, parsed.error);
+    this.countCreate(user.name);
     const name = randomBytes(16).toString("hex");
     const { cert, key } = await newKeypair(name);
     const now = this.now();
@@ -375,6 +378,17 @@ export class ClusterManager {
   }
 
   // ---- Helpers ----------------------------------------------------------------------------------
+
+  /** Refuses a creation beyond limits.create_rate in the last minute (429), else records it. */
+  private countCreate(user: string): void {
+    const now = this.now();
+    const recent = (this.recentCreates.get(user) ?? []).filter((t) => now - t < 60_000);
+    if (recent.length >= this.opts.limits.createRate) {
+      throw new PublicError(429, `user ${user} created ${recent.length} clusters in the last minute, the limit set by limits.create_rate; try again shortly`);
+    }
+    recent.push(now);
+    this.recentCreates.set(user, recent);
+  }
 
   /** The most workers this cluster may have now: its own limit and what its user has left. */
   private workerLimit(c: ClusterRecord): number | null {

@@ -59,6 +59,9 @@ export interface GatewayConfig {
     userMaxClusters: number | null;
     userMaxWorkers: number | null;
     maxBodyBytes: number;
+    maxConnections: number;
+    helloTimeout: number;
+    createRate: number;
   };
 }
 
@@ -128,6 +131,9 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
       userMaxClusters: num("limits.user_max_clusters"),
       userMaxWorkers: num("limits.user_max_workers"),
       maxBodyBytes: num("limits.max_body_bytes")!,
+      maxConnections: num("limits.max_connections")!,
+      helloTimeout: num("limits.hello_timeout")!,
+      createRate: num("limits.create_rate")!,
     },
   };
 }

@@ -30,6 +30,8 @@ export interface PublicListenerOptions {
   log: Logger;
   /** How long a client may take to send enough bytes to be classified. */
   helloTimeoutMs?: number;
+  /** Most connections held open at once; the kernel's backlog holds the rest until Node refuses them. */
+  maxConnections?: number;
 }
 
 export class PublicListener {
@@ -41,6 +43,7 @@ export class PublicListener {
   constructor(private readonly opts: PublicListenerOptions) {
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.accept(socket));
     this.server.on("error", (err) => opts.log.error({ err: err.message }, "listener error"));
+    if (opts.maxConnections) this.server.maxConnections = opts.maxConnections;
   }
 
   /** Starts listening; resolves with the bound address. */
