@@ -66,7 +66,7 @@ function banner(gw: RunningGateway): string {
   const lines = [
     "",
     `Dask Gateway ${VERSION} is running at ${gw.url}`,
-    pw ? `  user:     any name, e.g. ${user} (each user sees only their own clusters)` : "  users:    from auth.users_file",
+    pw ? `  user:     (any name) e.g. ${user}; each user sees only their own clusters` : "  users:    from auth.users_file",
     pw ? `  password: ${shown ?? `(from ${pw.source === "file" ? "auth.password_file" : "the auth.password setting"})`}` : "",
     "",
     "Connect from Python:",

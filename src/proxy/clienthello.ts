@@ -1,6 +1,6 @@
 /**
  * Classifies the first bytes of a connection without consuming them: plain HTTP, or a TLS ClientHello
- * and its SNI. Pure and bounds-checked: any input gives an answer, never an exception.
+ * and its SNI. Pure and bounds-checked: every input gives an answer, never an exception.
  */
 
 export type Classification =
