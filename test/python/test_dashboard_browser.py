@@ -1,0 +1,107 @@
+"""The status dashboard rendered through the gateway in headless Chromium: live Bokeh plots (which need the
+WebSocket relay), with the owner's session cookie; a screenshot goes to test-artifacts/dashboard-status.png."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import subprocess
+import time
+
+import aiohttp
+import pytest
+import requests
+
+from conftest import ARTIFACTS, ROOT, USERS, connect
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--remote-debugging-port=0", "--window-size=1400,1000"]
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    if subprocess.run([str(ROOT / "scripts" / "chromium.sh")]).returncode != 0:
+        pytest.skip("Debian's chromium could not be installed (see /var/log/dgw-chromium-apt.log)")
+    profile = tmp_path_factory.mktemp("chromium")
+    proc = subprocess.Popen(["chromium", *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port_file = profile / "DevToolsActivePort"
+    deadline = time.time() + 30
+    while not port_file.exists() or not port_file.read_text().strip():
+        assert time.time() < deadline, "chromium did not start"
+        time.sleep(0.1)
+    yield int(port_file.read_text().split()[0])
+    proc.terminate()
+    proc.wait(10)
+
+
+# Bokeh 3 draws inside shadow roots, which querySelectorAll does not enter on its own.
+COUNT_CANVASES = """(function count(root) {
+  let n = root.querySelectorAll('canvas').length;
+  for (const el of root.querySelectorAll('*')) if (el.shadowRoot) n += count(el.shadowRoot);
+  return n;
+})(document)"""
+
+
+class Page:
+    """A minimal Chrome DevTools Protocol session over a page's WebSocket."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.ids = itertools.count(1)
+
+    async def call(self, method: str, **params):
+        msg_id = next(self.ids)
+        await self.ws.send_str(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads((await self.ws.receive()).data)
+            if msg.get("id") == msg_id:
+                assert "error" not in msg, msg
+                return msg.get("result", {})
+
+
+async def render(devtools_port: int, url: str, cookie: dict, screenshot) -> int:
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"http://127.0.0.1:{devtools_port}/json/new?about:blank") as r:
+            target = await r.json(content_type=None)
+        async with session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            page = Page(ws)
+            await page.call("Network.enable")
+            await page.call("Network.setCookie", url=url, **cookie)
+            await page.call("Page.enable")
+            await page.call("Page.navigate", url=url)
+            plots = 0
+            for _ in range(120):
+                result = await page.call("Runtime.evaluate", returnByValue=True, expression=COUNT_CANVASES)
+                plots = result["result"].get("value") or 0
+                if plots >= 3:
+                    break
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(2)  # let the streamed data draw
+            shot = await page.call("Page.captureScreenshot", format="png")
+            screenshot.write_bytes(base64.b64decode(shot["data"]))
+            return plots
+
+
+def test_status_page_renders_live_plots_in_chromium(gateway, chromium):
+    with connect(gateway, "alice") as gw:
+        cluster = gw.new_cluster()
+        try:
+            cluster.scale(1)
+            with cluster.get_client() as client:
+                client.wait_for_workers(1, timeout=120)
+                futures = client.map(lambda x: (__import__("time").sleep(0.2), x)[1], range(50))
+                with requests.Session() as s:
+                    s.auth = ("alice", USERS["alice"][0])
+                    s.get(f"{gateway.url}/api/v1/whoami").raise_for_status()
+                    (name, value), = [(c.name, c.value) for c in s.cookies if c.name.startswith("dask-gateway-")]
+                ARTIFACTS.mkdir(exist_ok=True)
+                shot = ARTIFACTS / "dashboard-status.png"
+                url = f"{gateway.url}/clusters/{cluster.name}/status"
+                plots = asyncio.run(render(chromium, url, {"name": name, "value": value}, shot))
+                client.gather(futures)
+            assert plots >= 3, "the Bokeh plots did not render through the gateway"
+            assert shot.stat().st_size > 10_000
+        finally:
+            cluster.shutdown()
