@@ -148,6 +148,9 @@ export class PublicListener {
     upstream.setTimeout(CONNECT_TIMEOUT_MS, () => fail(new Error("scheduler connect timeout")));
     upstream.once("connect", () => {
       upstream.setTimeout(0);
+      // Dask's messages are request/response: no Nagle delay on either hop.
+      upstream.setNoDelay(true);
+      client.setNoDelay(true);
       upstream.write(head);
       client.pipe(upstream);
       upstream.pipe(client);
