@@ -103,6 +103,18 @@ def test_secrets_are_files_not_environment(gw, password):
         cluster.shutdown()
 
 
+def test_dead_scheduler_fails_the_cluster_and_cleans_up(gw, password):
+    cluster = gw.new_cluster()
+    (scheduler,) = services(cluster.name, "scheduler")
+    container = sh("docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.id={scheduler['ID']}")
+    sh("docker", "kill", container)
+    wait_for(lambda: cluster.name in [c.name for c in gw.list_clusters(status="FAILED")], 90, "FAILED")
+    reason = requests.get(f"{URL}/api/v1/clusters/{cluster.name}/events", auth=("alice", password)).json()["reason"]
+    assert "scheduler" in reason
+    wait_for(lambda: services(cluster.name) == [], 60, "the cluster's services to go")
+    cluster.close()
+
+
 @pytest.fixture(scope="module")
 def three_nodes(password):
     out = sh(str(ROOT / "scripts" / "swarm-nodes.sh"), "up", "3")

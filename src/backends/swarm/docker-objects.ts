@@ -76,11 +76,13 @@ function commonEnv(launch: SchedulerLaunch): string[] {
 /** One task, found by DNS round robin (no virtual IP: that needs IPVS and drops idle connections). */
 const singleTask = { Mode: { Replicated: { Replicas: 1 } }, EndpointSpec: { Mode: "dnsrr" } };
 
+const BOUNDED_RESTARTS = { Condition: "on-failure", MaxAttempts: 2, Delay: 2_000_000_000 };
+
 /** Reservations matching what the process is told it has, bounded restarts, placement and network. */
-function taskRules(settings: SwarmSettings, cores: number, memoryBytes: number, constraints: string[]) {
+function taskRules(settings: SwarmSettings, cores: number, memoryBytes: number, constraints: string[], restart: object = BOUNDED_RESTARTS) {
   return {
     Resources: { Reservations: { NanoCPUs: Math.round(cores * 1e9), MemoryBytes: memoryBytes }, Limits: { MemoryBytes: memoryBytes } },
-    RestartPolicy: { Condition: "on-failure", MaxAttempts: 2, Delay: 2_000_000_000 },
+    RestartPolicy: restart,
     Placement: { Constraints: constraints },
     Networks: [{ Target: settings.networkId }],
   };
@@ -115,7 +117,9 @@ export function schedulerServiceSpec(settings: SwarmSettings, launch: SchedulerL
         Secrets: secretRefs(secretIds, launch.name),
         Labels: clusterLabels(settings.gatewayId, launch.name, launch.user),
       },
-      ...taskRules(settings, launch.schedulerCores, launch.schedulerMemoryBytes, settings.schedulerConstraints),
+      // Never restarted: a new scheduler would have lost every task and answer at a new address. The gateway
+      // fails the cluster instead, with the task's own error as the reason.
+      ...taskRules(settings, launch.schedulerCores, launch.schedulerMemoryBytes, settings.schedulerConstraints, { Condition: "none" }),
     },
     ...singleTask,
   };
