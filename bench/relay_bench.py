@@ -1,9 +1,19 @@
-"""Relay benchmark: scheduler traffic through the gateway's SNI relay versus direct TLS to the same scheduler,
-alternating rounds in one run. Goal: relayed throughput at least 90 % of direct.
+"""Relay benchmark: scheduler traffic through the gateway's SNI relay versus direct TLS to the same scheduler.
 
-    .venv/bin/python bench/relay_bench.py [--rounds 6] [--mib 64]
+    .venv/bin/python bench/relay_bench.py [--rounds 5] [--total-mib 200] [--chunk-mib 8] [--calls 500]
 
-Writes bench/results/relay.json and bench/results/relay.md.
+One gateway (local backend, started as the tests start it), one cluster with one worker, two dask clients:
+`relayed` goes through the gateway's public port (TLS with SNI `daskgateway-<name>`, relayed byte for byte),
+`direct` opens TLS to the scheduler's own address with the cluster's certificate. Each round measures, for
+both paths, in an order that alternates from round to round:
+
+* download: `--total-mib` MiB moved scheduler -> client as `--chunk-mib` MiB `run_on_scheduler` results;
+* upload: the same amount client -> scheduler as `run_on_scheduler` arguments;
+* round trip: `--calls / --rounds` small `run_on_scheduler` calls.
+
+CPU seconds of the gateway, the scheduler and this client process are read from /proc during the transfers,
+because on a small machine the relay competes for the same cores as the two ends it connects.
+Writes bench/results/relay.json and bench/results/relay.md and prints the markdown.
 """
 from __future__ import annotations
 
@@ -28,83 +38,172 @@ from distributed.security import Security  # noqa: E402
 
 from conftest import start_gateway, stop_gateway  # noqa: E402
 
+MIB = 1024 * 1024
+USER, PASSWORD = "bench", "bench-pw"
+TICKS = os.sysconf("SC_CLK_TCK")
 
-def direct_client(gw_url: str, name: str, workdir: Path) -> Client:
-    report = requests.get(f"{gw_url}/api/v1/clusters/{name}", auth=("bench", "pw")).json()
-    events = requests.get(f"{gw_url}/api/v1/clusters/{name}/events", auth=("bench", "pw")).json()["events"]
-    address = next(re.search(r"scheduler at (\S+),", e["message"]).group(1) for e in events if e["kind"] == "running")
-    cert, key = workdir / "c.pem", workdir / "k.pem"
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of a process, all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def scheduler_pid(state_dir: Path, name: str) -> int | None:
+    workdir = str(state_dir / "clusters" / name)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            if os.readlink(entry / "cwd") == workdir and b"scheduler" in cmd:
+                return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
+def direct_client(gw_url: str, name: str, workdir: Path) -> tuple[Client, str]:
+    """A dask client on the scheduler's own TLS address, with the cluster's credentials from the REST API."""
+    auth = (USER, PASSWORD)
+    report = requests.get(f"{gw_url}/api/v1/clusters/{name}", auth=auth, timeout=10).json()
+    events = requests.get(f"{gw_url}/api/v1/clusters/{name}/events", auth=auth, timeout=10).json()["events"]
+    address = next(re.search(r"scheduler at (tls://[^\s,]+)", e["message"]).group(1) for e in events if e["kind"] == "running")
+    cert, key = workdir / "cluster-cert.pem", workdir / "cluster-key.pem"
     cert.write_text(report["tls_cert"])
     key.write_text(report["tls_key"])
+    key.chmod(0o600)
     security = Security(tls_ca_file=str(cert), tls_client_cert=str(cert), tls_client_key=str(key), require_encryption=True)
-    return Client(address, security=security)
+    return Client(address, security=security), address
 
 
-def throughput(client: Client, mib: int) -> float:
-    """MiB/s of a payload made on the scheduler and sent to the client."""
+def download(client: Client, total: int, chunk: int) -> float:
+    """Seconds to bring `total` bytes from the scheduler in `chunk`-byte results."""
     t0 = time.perf_counter()
-    data = client.run_on_scheduler(lambda n: b"x" * n, mib * 1024 * 1024)
-    elapsed = time.perf_counter() - t0
-    assert len(data) == mib * 1024 * 1024
-    return mib / elapsed
+    for _ in range(total // chunk):
+        data = client.run_on_scheduler(lambda n: b"x" * n, chunk)
+        assert len(data) == chunk
+    return time.perf_counter() - t0
 
 
-def latencies(client: Client, n: int) -> list[float]:
+def upload(client: Client, total: int, payload: bytes) -> float:
+    """Seconds to send `total` bytes to the scheduler as `len(payload)`-byte arguments."""
+    t0 = time.perf_counter()
+    for _ in range(total // len(payload)):
+        assert client.run_on_scheduler(len, payload) == len(payload)
+    return time.perf_counter() - t0
+
+
+def round_trips(client: Client, n: int) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        client.run_on_scheduler(lambda: 1)
+        client.run_on_scheduler(int)
         out.append((time.perf_counter() - t0) * 1000)
     return out
 
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+
+
+class CpuMeter:
+    """Accumulates CPU seconds of some processes over the `with` blocks it is used in."""
+
+    def __init__(self, pids: dict[str, int | None]):
+        self.pids = {k: v for k, v in pids.items() if v}
+        self.used = {k: 0.0 for k in self.pids}
+        self.wall = 0.0
+
+    def __enter__(self):
+        self._start = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.wall += time.perf_counter() - self._t0
+        for k, p in self.pids.items():
+            self.used[k] += cpu_seconds(p) - self._start[k]
+
+    def percent(self) -> dict[str, float]:
+        return {k: round(100 * v / self.wall, 1) for k, v in self.used.items()} if self.wall else {}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--mib", type=int, default=64)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--total-mib", type=int, default=200)
+    parser.add_argument("--chunk-mib", type=int, default=8)
+    parser.add_argument("--calls", type=int, default=500, help="small calls per path, over all rounds")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp())
-    gw = start_gateway(tmp, **{"auth.password": "pw", "log.level": "warn"})
-    raw = {"relayed_mibps": [], "direct_mibps": [], "relayed_ms": [], "direct_ms": []}
+    total, chunk = args.total_mib * MIB, args.chunk_mib * MIB
+    payload = os.urandom(chunk)
+    tmp = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    gw = start_gateway(tmp, **{"auth.password": PASSWORD, "log.level": "warn"})
+    paths = ("relayed", "direct")
+    raw: dict[str, dict[str, list[float]]] = {p: {"download_mibps": [], "upload_mibps": [], "rtt_ms": []} for p in paths}
     try:
-        with Gateway(gw.url, auth=BasicAuth("bench", "pw")) as gateway:
+        with Gateway(gw.url, auth=BasicAuth(USER, PASSWORD)) as gateway:
             cluster = gateway.new_cluster()
-            relayed = cluster.get_client()
-            direct = direct_client(gw.url, cluster.name, tmp)
-            throughput(relayed, 8), throughput(direct, 8)  # warm up both paths
-            for _ in range(args.rounds):
-                raw["relayed_mibps"].append(throughput(relayed, args.mib))
-                raw["direct_mibps"].append(throughput(direct, args.mib))
-                raw["relayed_ms"] += latencies(relayed, 100)
-                raw["direct_ms"] += latencies(direct, 100)
-            relayed.close()
-            direct.close()
+            cluster.scale(1)
+            clients = {"relayed": cluster.get_client()}
+            clients["direct"], address = direct_client(gw.url, cluster.name, tmp)
+            clients["relayed"].wait_for_workers(1, timeout=120)
+            sched = scheduler_pid(gw.state_dir, cluster.name)
+            meters = {p: CpuMeter({"gateway": gw.proc.pid, "scheduler": sched, "client": os.getpid()}) for p in paths}
+            for client in clients.values():  # warm up both paths (connections, pickling caches)
+                download(client, 2 * chunk, chunk)
+                upload(client, 2 * chunk, payload)
+                round_trips(client, 20)
+            for i in range(args.rounds):
+                order = paths if i % 2 == 0 else paths[::-1]
+                for p in order:
+                    with meters[p]:
+                        raw[p]["download_mibps"].append(args.total_mib / download(clients[p], total, chunk))
+                    with meters[p]:
+                        raw[p]["upload_mibps"].append(args.total_mib / upload(clients[p], total, payload))
+                for p in order:
+                    raw[p]["rtt_ms"] += round_trips(clients[p], args.calls // args.rounds)
+            for client in clients.values():
+                client.close()
             cluster.shutdown()
     finally:
         stop_gateway(gw)
-    r, d = statistics.median(raw["relayed_mibps"]), statistics.median(raw["direct_mibps"])
-    stats = {
-        "throughput_mibps": {"relayed": r, "direct": d, "ratio": r / d},
-        "latency_ms": {k: {"p50": pct(raw[f"{k}_ms"], 50), "p99": pct(raw[f"{k}_ms"], 99)} for k in ("relayed", "direct")},
-    }
-    machine = {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+
+    med = {p: {k: statistics.median(raw[p][k]) for k in ("download_mibps", "upload_mibps")} for p in paths}
+    rtt = {p: {"p50": pct(raw[p]["rtt_ms"], 50), "p99": pct(raw[p]["rtt_ms"], 99)} for p in paths}
+    cpu = {p: meters[p].percent() for p in paths}
+    ratio = {k: med["relayed"][k] / med["direct"][k] for k in ("download_mibps", "upload_mibps")}
+    stats = {"throughput_mibps_median": med, "throughput_ratio": ratio, "round_trip_ms": rtt, "cpu_percent_during_transfers": cpu}
+    machine = {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+               "load_average_after": os.getloadavg()}
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "relay.json").write_text(json.dumps({"machine": machine, "args": vars(args), "stats": stats, "raw": raw}, indent=2))
-    lat = stats["latency_ms"]
+    (out / "relay.json").write_text(json.dumps({"machine": machine, "args": vars(args), "scheduler": address,
+                                               "stats": stats, "raw": raw}, indent=2) + "\n")
+
+    def row(label: str, r: float, d: float, digits: int) -> str:
+        return f"| {label} | {r:.{digits}f} | {d:.{digits}f} | {r / d:.2f} |"
+
+    worst = min(ratio.values())
     lines = [
-        f"Scheduler traffic through the gateway's relay vs direct TLS to the same scheduler; {args.rounds} alternating rounds "
-        f"of a {args.mib} MiB transfer and 100 small calls each, {os.cpu_count()} cores.", "",
-        "| figure | relayed | direct | relayed / direct |", "|---|---|---|---|",
-        f"| throughput, MiB/s (median) | {r:.0f} | {d:.0f} | {r / d:.2f} |",
-        f"| round trip p50, ms | {lat['relayed']['p50']:.2f} | {lat['direct']['p50']:.2f} | {lat['relayed']['p50'] / lat['direct']['p50']:.2f} |",
-        f"| round trip p99, ms | {lat['relayed']['p99']:.2f} | {lat['direct']['p99']:.2f} | {lat['relayed']['p99'] / lat['direct']['p99']:.2f} |",
-        "", f"Goal: relayed throughput at least 90 % of direct: {'met' if r / d >= 0.9 else 'NOT met'} ({100 * r / d:.0f} %).",
+        f"Scheduler traffic through the gateway's SNI relay vs direct TLS to the same scheduler: {args.rounds} "
+        f"alternating rounds, each moving {args.total_mib} MiB each way in {args.chunk_mib} MiB `run_on_scheduler` "
+        f"messages, then {args.calls // args.rounds} small calls per path ({args.calls} in all); "
+        f"{os.cpu_count()} cores shared by the client, the scheduler and the gateway.",
+        "",
+        "| figure | relayed | direct | relayed / direct |",
+        "|---|---|---|---|",
+        row("download (scheduler → client), MiB/s, median", med["relayed"]["download_mibps"], med["direct"]["download_mibps"], 0),
+        row("upload (client → scheduler), MiB/s, median", med["relayed"]["upload_mibps"], med["direct"]["upload_mibps"], 0),
+        row("round trip p50, ms", rtt["relayed"]["p50"], rtt["direct"]["p50"], 2),
+        row("round trip p99, ms", rtt["relayed"]["p99"], rtt["direct"]["p99"], 2),
+        "",
+        "CPU during the transfers, % of one core (wall-clock average): "
+        + "; ".join(f"{p}: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu[p].items()) for p in paths) + ".",
+        "",
+        f"Goal: relayed throughput at least 90 % of direct: {'met' if worst >= 0.9 else 'NOT met'} "
+        f"(download {100 * ratio['download_mibps']:.0f} %, upload {100 * ratio['upload_mibps']:.0f} %).",
     ]
     (out / "relay.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
