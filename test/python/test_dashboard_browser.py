@@ -21,10 +21,11 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    if subprocess.run([str(ROOT / "scripts" / "chromium.sh")]).returncode != 0:
-        pytest.skip("Debian's chromium could not be installed (see /var/log/dgw-chromium-apt.log)")
+    installed = subprocess.run([str(ROOT / "scripts" / "chromium.sh")], capture_output=True, text=True)
+    if installed.returncode != 0:
+        pytest.skip("Debian's chromium could not be installed by scripts/chromium.sh: " + installed.stderr[-800:])
     profile = tmp_path_factory.mktemp("chromium")
-    proc = subprocess.Popen(["chromium", *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+    proc = subprocess.Popen(["/usr/bin/chromium", *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port_file = profile / "DevToolsActivePort"
     deadline = time.time() + 30
@@ -50,6 +51,7 @@ class Page:
     def __init__(self, ws):
         self.ws = ws
         self.ids = itertools.count(1)
+        self.events: list[dict] = []  # every event seen while waiting for answers
 
     async def call(self, method: str, **params):
         msg_id = next(self.ids)
@@ -59,9 +61,12 @@ class Page:
             if msg.get("id") == msg_id:
                 assert "error" not in msg, msg
                 return msg.get("result", {})
+            if "method" in msg:
+                self.events.append(msg)
 
 
-async def render(devtools_port: int, url: str, cookie: dict, screenshot) -> int:
+async def render(devtools_port: int, url: str, cookie: dict, screenshot) -> tuple[int, list[dict]]:
+    """Opens `url` with the cookie set; answers the canvases drawn and the DevTools events seen meanwhile."""
     async with aiohttp.ClientSession() as session:
         async with session.put(f"http://127.0.0.1:{devtools_port}/json/new?about:blank") as r:
             target = await r.json(content_type=None)
@@ -81,7 +86,8 @@ async def render(devtools_port: int, url: str, cookie: dict, screenshot) -> int:
             await asyncio.sleep(2)  # let the streamed data draw
             shot = await page.call("Page.captureScreenshot", format="png")
             screenshot.write_bytes(base64.b64decode(shot["data"]))
-            return plots
+            await page.call("Runtime.evaluate", expression="1")  # collect the events queued meanwhile
+            return plots, page.events
 
 
 def test_status_page_renders_live_plots_in_chromium(gateway, chromium):
@@ -99,9 +105,17 @@ def test_status_page_renders_live_plots_in_chromium(gateway, chromium):
                 ARTIFACTS.mkdir(exist_ok=True)
                 shot = ARTIFACTS / "dashboard-status.png"
                 url = f"{gateway.url}/clusters/{cluster.name}/status"
-                plots = asyncio.run(render(chromium, url, {"name": name, "value": value}, shot))
-                client.gather(futures)
+                plots, events = asyncio.run(render(chromium, url, {"name": name, "value": value}, shot))
+                assert client.gather(futures) == list(range(50))
             assert plots >= 3, "the Bokeh plots did not render through the gateway"
             assert shot.stat().st_size > 10_000
+            # Bokeh's session runs over a WebSocket, opened through the gateway at the cluster's path.
+            sockets = {e["params"]["requestId"]: e["params"]["url"] for e in events if e["method"] == "Network.webSocketCreated"}
+            ws_path = f"ws://127.0.0.1:{gateway.port}/clusters/{cluster.name}/status/ws"
+            assert any(u.startswith(ws_path) for u in sockets.values()), sockets
+            frames = [e for e in events if e["method"] == "Network.webSocketFrameReceived" and e["params"]["requestId"] in sockets]
+            assert len(frames) >= 5, f"only {len(frames)} WebSocket frames arrived"
+            assert not [e for e in events if e["method"] == "Network.webSocketFrameError"]
+            print(f"\n{plots} canvases; WebSockets {sorted(sockets.values())}; {len(frames)} frames received")
         finally:
             cluster.shutdown()

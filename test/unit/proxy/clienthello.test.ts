@@ -1,0 +1,202 @@
+/**
+ * classify() on real ClientHellos written by Node's TLS client, on every prefix of them, on plain HTTP and,
+ * by property, on arbitrary and mutated bytes: it never throws, and its decision never changes as more bytes arrive.
+ */
+import net from "node:net";
+import tls from "node:tls";
+import fc from "fast-check";
+import { beforeAll, describe, expect, it } from "vitest";
+import { MAX_HELLO_BYTES, classify, type Classification } from "../../../src/proxy/clienthello.js";
+
+/** The first TLS record a Node client sends, captured by a plain TCP server that never answers. */
+async function captureHello(options: tls.ConnectionOptions): Promise<Buffer> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const captured = new Promise<Buffer>((resolve, reject) => {
+    server.once("connection", (socket) => {
+      let buf = Buffer.alloc(0);
+      socket.on("data", (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk]);
+        if (buf.length >= 5 && buf.length >= 5 + buf.readUInt16BE(3)) {
+          socket.destroy();
+          resolve(buf);
+        }
+      });
+      socket.on("error", reject);
+    });
+  });
+  const client = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false, ...options });
+  client.on("error", () => undefined); // the capturing server hangs up mid-handshake
+  try {
+    return await captured;
+  } finally {
+    client.destroy();
+    server.close();
+  }
+}
+
+const KINDS = ["need-more", "http", "tls", "invalid"];
+
+function isWellFormed(c: Classification): boolean {
+  if (!KINDS.includes(c.kind)) return false;
+  if (c.kind === "tls") return c.sni === null || /^[\x21-\x7e]+$/.test(c.sni);
+  if (c.kind === "invalid") return typeof c.reason === "string" && c.reason.length > 0;
+  return true;
+}
+
+let withSni: Buffer;
+let withoutSni: Buffer;
+let tls12: Buffer;
+let longSni: Buffer;
+const LONG_NAME = "daskgateway-" + "a".repeat(50) + "." + "b".repeat(60) + ".example";
+
+beforeAll(async () => {
+  withSni = await captureHello({ servername: "daskgateway-abc123" });
+  withoutSni = await captureHello({}); // Node sends no SNI to an IP address
+  tls12 = await captureHello({ servername: "daskgateway-tls12", maxVersion: "TLSv1.2" });
+  longSni = await captureHello({ servername: LONG_NAME });
+});
+
+describe("classify on real ClientHellos", () => {
+  it("reads the SNI of a Node TLS 1.3 hello", () => {
+    expect(withSni[0]).toBe(0x16);
+    expect(classify(withSni)).toEqual({ kind: "tls", sni: "daskgateway-abc123" });
+  });
+
+  it("reads the SNI of a TLS 1.2-only hello and of a long name", () => {
+    expect(classify(tls12)).toEqual({ kind: "tls", sni: "daskgateway-tls12" });
+    expect(classify(longSni)).toEqual({ kind: "tls", sni: LONG_NAME });
+  });
+
+  it("answers tls without a name when the hello has no server_name", () => {
+    expect(classify(withoutSni)).toEqual({ kind: "tls", sni: null });
+  });
+
+  it("answers need-more for every proper prefix, never a wrong answer", () => {
+    for (const hello of [withSni, withoutSni, tls12, longSni]) {
+      for (let n = 0; n < hello.length; n++) {
+        const c = classify(hello.subarray(0, n));
+        if (c.kind !== "need-more") throw new Error(`prefix of ${n}/${hello.length} bytes gave ${JSON.stringify(c)}`);
+      }
+    }
+  });
+
+  it("looks at the first record only: bytes after it change nothing", () => {
+    const after = Buffer.concat([withSni, Buffer.from([0x17, 0x03, 0x03, 0xff, 0xff]), Buffer.alloc(1000, 0xee)]);
+    expect(classify(after)).toEqual({ kind: "tls", sni: "daskgateway-abc123" });
+    expect(classify(Buffer.concat([withSni, withSni]))).toEqual({ kind: "tls", sni: "daskgateway-abc123" });
+  });
+
+  it("refuses a hello split over two records instead of guessing", () => {
+    const body = withSni.subarray(5);
+    const cut = 40;
+    const rec = (part: Buffer) => Buffer.concat([Buffer.from([0x16, 0x03, 0x01, part.length >> 8, part.length & 0xff]), part]);
+    const split = Buffer.concat([rec(body.subarray(0, cut)), rec(body.subarray(cut))]);
+    expect(classify(split).kind).toBe("invalid");
+  });
+
+  it("refuses a record that claims more than a TLS record may hold, without waiting for it", () => {
+    const huge = Buffer.from(withSni);
+    huge.writeUInt16BE(0xffff, 3);
+    expect(classify(huge.subarray(0, 5))).toMatchObject({ kind: "invalid" });
+    const justTooBig = Buffer.from([0x16, 0x03, 0x01, 0, 0]);
+    justTooBig.writeUInt16BE(MAX_HELLO_BYTES - 5 + 1, 3);
+    expect(classify(justTooBig).kind).toBe("invalid");
+  });
+
+  it("refuses a non-printable server name", () => {
+    const name = Buffer.from("daskgateway-abc123");
+    const at = withSni.indexOf(name);
+    expect(at).toBeGreaterThan(0);
+    const bad = Buffer.from(withSni);
+    bad[at + 3] = 0x0a;
+    expect(classify(bad).kind).toBe("invalid");
+  });
+
+  it("refuses records that are not handshakes of TLS version 3.x", () => {
+    const v2 = Buffer.from(withSni);
+    v2[1] = 0x02;
+    expect(classify(v2).kind).toBe("invalid");
+    const notHello = Buffer.from(withSni);
+    notHello[5] = 0x02; // ServerHello
+    expect(classify(notHello).kind).toBe("invalid");
+  });
+});
+
+describe("classify on plain HTTP", () => {
+  it.each(["GET / HTTP/1.1\r\nHost: x\r\n\r\n", "POST /api/v1/clusters HTTP/1.1\r\n", "G", "\r\n", "PRI * HTTP/2.0\r\n"])(
+    "%j is http",
+    (text) => expect(classify(Buffer.from(text))).toEqual({ kind: "http" }),
+  );
+
+  it("answers need-more for no bytes at all", () => {
+    expect(classify(Buffer.alloc(0))).toEqual({ kind: "need-more" });
+  });
+});
+
+/** classify(buf) once every prefix has been tried: the listener acts on the first answer that is not need-more. */
+function firstDecision(buf: Buffer): Classification {
+  for (let n = 1; n <= buf.length; n++) {
+    const c = classify(buf.subarray(0, n));
+    if (c.kind !== "need-more") return c;
+  }
+  return { kind: "need-more" };
+}
+
+const mutatedHello = () =>
+  fc
+    .record({
+      which: fc.constantFrom(0, 1, 2, 3),
+      edits: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 12 }),
+      cut: fc.option(fc.nat(), { nil: undefined }),
+      tail: fc.uint8Array({ maxLength: 64 }),
+    })
+    .map(({ which, edits, cut, tail }) => {
+      const hello = Buffer.from([withSni, withoutSni, tls12, longSni][which]!);
+      for (const [at, value] of edits) hello[at % hello.length] = value;
+      const body = cut === undefined ? hello : hello.subarray(0, cut % (hello.length + 1));
+      return Buffer.concat([body, Buffer.from(tail)]);
+    });
+
+describe("classify by property", () => {
+  it("never throws on arbitrary bytes and always gives a well-formed answer", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 2048 }), (bytes) => isWellFormed(classify(Buffer.from(bytes)))),
+      { numRuns: 5000 },
+    );
+  });
+
+  it("never throws on arbitrary bytes behind a handshake record header", () => {
+    const headed = fc
+      .tuple(fc.integer({ min: 0, max: 0xffff }), fc.uint8Array({ maxLength: 4096 }))
+      .map(([len, rest]) => Buffer.concat([Buffer.from([0x16, 0x03, 0x01, len >> 8, len & 0xff, 0x01]), Buffer.from(rest)]));
+    fc.assert(fc.property(headed, (buf) => isWellFormed(classify(buf))), { numRuns: 5000 });
+  });
+
+  it("never throws on mutated, truncated and extended real hellos", () => {
+    fc.assert(fc.property(mutatedHello(), (buf) => isWellFormed(classify(buf))), { numRuns: 5000 });
+  });
+
+  it("never changes its decision as more bytes arrive", () => {
+    fc.assert(
+      fc.property(mutatedHello(), (buf) => {
+        const first = firstDecision(buf);
+        if (first.kind !== "need-more") expect(classify(buf)).toEqual(first);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("decides within MAX_HELLO_BYTES: never need-more once that much has arrived", () => {
+    const long = fc
+      .tuple(fc.uint8Array({ minLength: 5, maxLength: 5 }), fc.boolean())
+      .map(([head, tlsLike]) => {
+        const buf = Buffer.alloc(MAX_HELLO_BYTES, 0x41);
+        buf.set(head);
+        if (tlsLike) buf.set([0x16, 0x03]);
+        return buf;
+      });
+    fc.assert(fc.property(long, (buf) => classify(buf).kind !== "need-more"), { numRuns: 2000 });
+  });
+});
