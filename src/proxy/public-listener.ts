@@ -36,7 +36,8 @@ export interface PublicListenerOptions {
 
 export class PublicListener {
   private readonly server: net.Server;
-  private readonly relayed = new Set<net.Socket>();
+  /** Each relayed client socket and its scheduler-side socket. */
+  private readonly relayed = new Map<net.Socket, net.Socket>();
   private readonly pending = new Set<net.Socket>();
   readonly counts: Record<Outcome, number> = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
 
@@ -65,7 +66,11 @@ export class PublicListener {
   /** Stops accepting and closes every relayed or undecided connection. */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const s of [...this.relayed, ...this.pending]) s.destroy();
+    for (const [client, upstream] of this.relayed) {
+      client.destroy();
+      upstream.destroy();
+    }
+    for (const s of this.pending) s.destroy();
     await closed;
   }
 
@@ -126,7 +131,7 @@ export class PublicListener {
     if (!target) return this.reject(client, "unknown-cluster", `no running cluster named ${JSON.stringify(name.slice(0, 64))}`);
     this.count("tls-scheduler");
     const upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
-    this.relayed.add(client);
+    this.relayed.set(client, upstream);
     this.opts.onSchedulerConnection?.(name, 1);
     let open = 2;
     let failed = false;

@@ -282,11 +282,9 @@ describe("PublicListener timeouts and close()", () => {
     await silentClosed;
   });
 
-  // Known bug (reported, not fixed here): close() destroys the relayed *client* sockets only. A local destroy()
-  // emits no "error", so the relay's fail() never runs and the upstream socket to the scheduler stays open
-  // until the scheduler hangs up; relayedConnections stays 1 and onSchedulerConnection(-1) never fires.
-  // it.fails passes while the bug is there; when it is fixed, turn this back into it().
-  it.fails("close() also closes the relays' scheduler side and counts them closed", async () => {
+  // A local destroy() emits no "error", so close() must end the scheduler side of each relay itself.
+  it("close() also closes the relays' scheduler side and counts them closed", async () => {
+    await sleep(1000); // the previous test's relay is still closing on the scheduler's side
     const baseline = await schedulerConnections();
     const { closing, relayedClosed } = await busyListener();
     await until(() => closing.relayedConnections === 1, "the relay to open");
