@@ -22,9 +22,12 @@ import json
 import os
 import platform
 import re
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,7 +39,7 @@ from dask_gateway import BasicAuth, Gateway  # noqa: E402
 from distributed import Client  # noqa: E402
 from distributed.security import Security  # noqa: E402
 
-from conftest import start_gateway, stop_gateway  # noqa: E402
+from conftest import free_port, start_gateway, stop_gateway  # noqa: E402
 
 MIB = 1024 * 1024
 USER, PASSWORD = "bench", "bench-pw"
@@ -129,19 +132,48 @@ class CpuMeter:
         return {k: round(100 * v / self.wall, 1) for k, v in self.used.items()} if self.wall else {}
 
 
+def forward(listen_port: int, host: str, port: int) -> None:
+    """The reference relay (`--forward`): a plain TCP forwarder, one thread per direction, 1 MiB reads."""
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        buf = bytearray(MIB)
+        view = memoryview(buf)
+        try:
+            while n := src.recv_into(buf):
+                dst.sendall(view[:n])
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            src.close()
+            dst.close()
+
+    server = socket.create_server(("127.0.0.1", listen_port))
+    while True:
+        client, _ = server.accept()
+        upstream = socket.create_connection((host, port))
+        for s in (client, upstream):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--total-mib", type=int, default=200)
     parser.add_argument("--chunk-mib", type=int, default=8)
     parser.add_argument("--calls", type=int, default=500, help="small calls per path, over all rounds")
+    parser.add_argument("--no-reference", action="store_true", help="leave out the reference relay")
+    parser.add_argument("--forward", nargs=3, metavar=("LISTEN_PORT", "HOST", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.forward:
+        return forward(int(args.forward[0]), args.forward[1], int(args.forward[2]))
     total, chunk = args.total_mib * MIB, args.chunk_mib * MIB
     payload = os.urandom(chunk)
     tmp = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     gw = start_gateway(tmp, **{"auth.password": PASSWORD, "log.level": "warn"})
-    paths = ("relayed", "direct")
+    paths = ["relayed", "direct"] + ([] if args.no_reference else ["reference"])
     raw: dict[str, dict[str, list[float]]] = {p: {"download_mibps": [], "upload_mibps": [], "rtt_ms": []} for p in paths}
+    forwarder = None
     try:
         with Gateway(gw.url, auth=BasicAuth(USER, PASSWORD)) as gateway:
             cluster = gateway.new_cluster()
@@ -149,14 +181,21 @@ def main() -> None:
             clients = {"relayed": cluster.get_client()}
             clients["direct"], address = direct_client(gw.url, cluster.name, tmp)
             clients["relayed"].wait_for_workers(1, timeout=120)
-            sched = scheduler_pid(gw.state_dir, cluster.name)
-            meters = {p: CpuMeter({"gateway": gw.proc.pid, "scheduler": sched, "client": os.getpid()}) for p in paths}
-            for client in clients.values():  # warm up both paths (connections, pickling caches)
+            pids = {"gateway": gw.proc.pid, "scheduler": scheduler_pid(gw.state_dir, cluster.name), "client": os.getpid()}
+            if "reference" in paths:
+                host, port = address[len("tls://"):].rsplit(":", 1)
+                listen = free_port()
+                forwarder = subprocess.Popen([sys.executable, __file__, "--forward", str(listen), host, port])
+                pids["forwarder"] = forwarder.pid
+                time.sleep(1)
+                clients["reference"] = Client(f"tls://127.0.0.1:{listen}", security=clients["direct"].security)
+            meters = {p: CpuMeter(pids) for p in paths}
+            for client in clients.values():  # warm up every path (connections, pickling caches)
                 download(client, 2 * chunk, chunk)
                 upload(client, 2 * chunk, payload)
                 round_trips(client, 20)
             for i in range(args.rounds):
-                order = paths if i % 2 == 0 else paths[::-1]
+                order = paths[i % len(paths):] + paths[: i % len(paths)]  # each path goes first in turn
                 for p in order:
                     with meters[p]:
                         raw[p]["download_mibps"].append(args.total_mib / download(clients[p], total, chunk))
@@ -168,39 +207,56 @@ def main() -> None:
                 client.close()
             cluster.shutdown()
     finally:
+        if forwarder:
+            forwarder.kill()
         stop_gateway(gw)
 
-    med = {p: {k: statistics.median(raw[p][k]) for k in ("download_mibps", "upload_mibps")} for p in paths}
+    kinds = ("download_mibps", "upload_mibps")
+    med = {p: {k: statistics.median(raw[p][k]) for k in kinds} for p in paths}
+    # Paired by round: each ratio compares runs made seconds apart, which cancels slow drifts of the machine's load.
+    paired = {p: {k: statistics.median(a / b for a, b in zip(raw[p][k], raw["direct"][k])) for k in kinds} for p in paths}
     rtt = {p: {"p50": pct(raw[p]["rtt_ms"], 50), "p99": pct(raw[p]["rtt_ms"], 99)} for p in paths}
     cpu = {p: meters[p].percent() for p in paths}
-    ratio = {k: med["relayed"][k] / med["direct"][k] for k in ("download_mibps", "upload_mibps")}
-    stats = {"throughput_mibps_median": med, "throughput_ratio": ratio, "round_trip_ms": rtt, "cpu_percent_during_transfers": cpu}
+    stats = {"throughput_mibps_median": med, "throughput_ratio_to_direct_paired_median": paired, "round_trip_ms": rtt,
+             "cpu_percent_during_transfers": cpu}
     machine = {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+               "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
                "load_average_after": os.getloadavg()}
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "relay.json").write_text(json.dumps({"machine": machine, "args": vars(args), "scheduler": address,
                                                "stats": stats, "raw": raw}, indent=2) + "\n")
 
-    def row(label: str, r: float, d: float, digits: int) -> str:
-        return f"| {label} | {r:.{digits}f} | {d:.{digits}f} | {r / d:.2f} |"
+    def row(label: str, values: dict[str, float], digits: int, ratio: dict[str, float] | None = None) -> str:
+        cells = [f"{values[p]:.{digits}f}" for p in paths]
+        ratios = [f"{(ratio or {})[p] if ratio else values[p] / values['direct']:.2f}" for p in paths if p != "direct"]
+        return f"| {label} | " + " | ".join(cells + ratios) + " |"
 
+    others = [p for p in paths if p != "direct"]
+    ratio = paired["relayed"]
     worst = min(ratio.values())
     lines = [
-        f"Scheduler traffic through the gateway's SNI relay vs direct TLS to the same scheduler: {args.rounds} "
-        f"alternating rounds, each moving {args.total_mib} MiB each way in {args.chunk_mib} MiB `run_on_scheduler` "
-        f"messages, then {args.calls // args.rounds} small calls per path ({args.calls} in all); "
-        f"{os.cpu_count()} cores shared by the client, the scheduler and the gateway.",
+        f"Scheduler traffic through the gateway's SNI relay (`relayed`) vs direct TLS to the same scheduler (`direct`)"
+        + ("" if args.no_reference else " and vs a minimal reference relay (`reference`: a plain TCP forwarder in "
+           "Python, one thread per direction, 1 MiB reads, same TLS end to end)")
+        + f". {args.rounds} rounds, paths in rotating order, each moving {args.total_mib} MiB each way in "
+        f"{args.chunk_mib} MiB `run_on_scheduler` messages, then {args.calls // args.rounds} small calls per path "
+        f"({args.calls} in all); {os.cpu_count()} cores shared by the client, the scheduler and the relay. "
+        f"Node {machine['node']}, Python {machine['python']}.",
         "",
-        "| figure | relayed | direct | relayed / direct |",
-        "|---|---|---|---|",
-        row("download (scheduler → client), MiB/s, median", med["relayed"]["download_mibps"], med["direct"]["download_mibps"], 0),
-        row("upload (client → scheduler), MiB/s, median", med["relayed"]["upload_mibps"], med["direct"]["upload_mibps"], 0),
-        row("round trip p50, ms", rtt["relayed"]["p50"], rtt["direct"]["p50"], 2),
-        row("round trip p99, ms", rtt["relayed"]["p99"], rtt["direct"]["p99"], 2),
+        "| figure | " + " | ".join(paths) + " | " + " | ".join(f"{p} / direct" for p in others) + " |",
+        "|---|" + "---|" * (len(paths) + len(others)),
+        row("download (scheduler → client), MiB/s, median", {p: med[p]["download_mibps"] for p in paths}, 0,
+            {p: paired[p]["download_mibps"] for p in paths}),
+        row("upload (client → scheduler), MiB/s, median", {p: med[p]["upload_mibps"] for p in paths}, 0,
+            {p: paired[p]["upload_mibps"] for p in paths}),
+        row("round trip p50, ms", {p: rtt[p]["p50"] for p in paths}, 2),
+        row("round trip p99, ms", {p: rtt[p]["p99"] for p in paths}, 2),
+        "",
+        "Throughput ratios are medians of per-round ratios (each path against the direct run of the same round).",
         "",
         "CPU during the transfers, % of one core (wall-clock average): "
-        + "; ".join(f"{p}: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu[p].items()) for p in paths) + ".",
+        + "; ".join(f"{p}: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu[p].items() if v >= 0.5) for p in paths) + ".",
         "",
         f"Goal: relayed throughput at least 90 % of direct: {'met' if worst >= 0.9 else 'NOT met'} "
         f"(download {100 * ratio['download_mibps']:.0f} %, upload {100 * ratio['upload_mibps']:.0f} %).",

@@ -88,7 +88,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await listener?.close();
-  for (const s of schedulerSockets) s.destroy(); // left open by the close() bug described below
+  for (const s of schedulerSockets) s.destroy(); // none should be left; this only keeps a failing run from hanging
   scheduler?.close();
   httpServer?.close();
   rmSync(dir, { recursive: true, force: true });
