@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -210,6 +211,7 @@ def main() -> None:
         if forwarder:
             forwarder.kill()
         stop_gateway(gw)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     kinds = ("download_mibps", "upload_mibps")
     med = {p: {k: statistics.median(raw[p][k]) for k in kinds} for p in paths}
