@@ -9,8 +9,13 @@ export type Classification =
   | { kind: "tls"; sni: string | null }
   | { kind: "invalid"; reason: string };
 
-/** Largest TLS record (2^14 plus the allowed expansion) plus its 5-byte header. */
-export const MAX_HELLO_BYTES = 16384 + 2048 + 5;
+/**
+ * Largest plaintext TLS record payload (RFC 8446 §5.1, RFC 5246 §6.2.1: 2^14). A ClientHello is always
+ * sent in plaintext records, so the 2048-byte expansion allowed for encrypted records does not apply.
+ */
+export const MAX_RECORD_PAYLOAD = 16384;
+/** The most bytes classify() ever needs: one maximal record plus its 5-byte header. */
+export const MAX_HELLO_BYTES = MAX_RECORD_PAYLOAD + 5;
 
 const HANDSHAKE = 0x16;
 const CLIENT_HELLO = 0x01;
@@ -23,18 +28,27 @@ export function classify(buf: Buffer): Classification {
   if (buf.length < 5) return { kind: "need-more" };
   if (buf[1] !== 0x03) return { kind: "invalid", reason: "not a TLS record version" };
   const recordLength = buf.readUInt16BE(3);
-  if (recordLength + 5 > MAX_HELLO_BYTES) return { kind: "invalid", reason: "record too large" };
+  // Refused before the record arrives, so a hostile client cannot make us buffer more than one record.
+  if (recordLength > MAX_RECORD_PAYLOAD) return { kind: "invalid", reason: "record too large" };
   if (buf.length < 5 + recordLength) return { kind: "need-more" };
-  // A ClientHello split across several records is legal but never sent by real clients; refusing it is safe.
-  return parseHello(buf.subarray(5, 5 + recordLength));
+  return parseRecord(buf.subarray(5, 5 + recordLength));
 }
 
-function parseHello(rec: Buffer): Classification {
-  const r = new Reader(rec);
-  if (r.u8() !== CLIENT_HELLO) return invalid("not a ClientHello");
-  const bodyLength = r.u24();
-  if (bodyLength === null || bodyLength > r.remaining()) return invalid("ClientHello longer than its record");
-  r.skip(2 + 32); // version, random
+/** The handshake record: a 4-byte handshake header, then the ClientHello body. */
+function parseRecord(rec: Buffer): Classification {
+  if (rec.length < 4) return invalid("handshake header truncated");
+  if (rec[0] !== CLIENT_HELLO) return invalid("not a ClientHello");
+  const bodyLength = rec.readUIntBE(1, 3);
+  // A ClientHello split across several records is legal TLS, but no real client sends one (even a
+  // post-quantum hello fits in one record) and only the first record is peeked: refusing it is safe.
+  if (bodyLength > rec.length - 4) return invalid("ClientHello longer than its record (split hellos are not supported)");
+  // Parse within the body only, so bytes of a following handshake message are never taken for extensions.
+  return parseHello(rec.subarray(4, 4 + bodyLength));
+}
+
+function parseHello(body: Buffer): Classification {
+  const r = new Reader(body);
+  r.skip(2 + 32); // legacy_version, random
   r.skip(r.u8() ?? -1); // session id
   r.skip(r.u16() ?? -1); // cipher suites
   r.skip(r.u8() ?? -1); // compression methods
@@ -47,7 +61,7 @@ function parseHello(rec: Buffer): Classification {
     const type = r.u16()!;
     const length = r.u16()!;
     if (r.offset + length > end) return invalid("extension overruns");
-    if (type === EXT_SERVER_NAME) return serverName(rec.subarray(r.offset, r.offset + length));
+    if (type === EXT_SERVER_NAME) return serverName(body.subarray(r.offset, r.offset + length));
     r.skip(length);
   }
   return { kind: "tls", sni: null };

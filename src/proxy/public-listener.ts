@@ -32,6 +32,8 @@ export interface PublicListenerOptions {
   helloTimeoutMs?: number;
   /** Most connections held open at once; the kernel's backlog holds the rest until Node refuses them. */
   maxConnections?: number;
+  /** How long connecting to a scheduler may take before the client is closed (default 10 s, as the Go proxy). */
+  connectTimeoutMs?: number;
 }
 
 export class PublicListener {
@@ -39,7 +41,7 @@ export class PublicListener {
   /** Each relayed client socket and its scheduler-side socket. */
   private readonly relayed = new Map<net.Socket, net.Socket>();
   private readonly pending = new Set<net.Socket>();
-  readonly counts: Record<Outcome, number> = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
+  private readonly counts: Record<Outcome, number> = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
 
   constructor(private readonly opts: PublicListenerOptions) {
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => this.accept(socket));
@@ -56,6 +58,14 @@ export class PublicListener {
         resolve(this.server.address() as AddressInfo);
       });
     });
+  }
+
+  /**
+   * How many connections ended in each outcome since the listener was created (a copy). In scheduler-only
+   * mode, and without an HTTPS server, connections nobody here serves count as `invalid`.
+   */
+  counters(): Record<Outcome, number> {
+    return { ...this.counts };
   }
 
   /** Connections currently relayed to schedulers (both ends counted as one). */
@@ -118,6 +128,7 @@ export class PublicListener {
     socket.allowHalfOpen = false;
     if (outcome === "tls-other") {
       // TLS reads the socket's handle directly and would miss unshifted bytes: give it a stream that replays them.
+      // The cost: the HTTPS side sees no remoteAddress (a generic stream has no peer address).
       server.emit("connection", replayed(socket, head));
       return;
     }
@@ -135,8 +146,9 @@ export class PublicListener {
     this.opts.onSchedulerConnection?.(name, 1);
     let open = 2;
     let failed = false;
-    // Each socket closes by itself once both of its directions are done (half-close honoured);
-    // an error on either side ends both at once.
+    // pipe() forwards each side's end as a FIN to the other and honours backpressure. With allowHalfOpen,
+    // each socket is destroyed by autoDestroy only once it has both read and written its end, so a
+    // half-closed direction keeps working; an error on either side ends both at once.
     const fail = (err: Error) => {
       if (failed) return;
       failed = true;
@@ -150,7 +162,7 @@ export class PublicListener {
       this.relayed.delete(client);
       this.opts.onSchedulerConnection?.(name, -1);
     };
-    upstream.setTimeout(CONNECT_TIMEOUT_MS, () => fail(new Error("scheduler connect timeout")));
+    upstream.setTimeout(this.opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS, () => fail(new Error("scheduler connect timeout")));
     upstream.once("connect", () => {
       upstream.setTimeout(0);
       // Dask's messages are request/response: no Nagle delay on either hop.

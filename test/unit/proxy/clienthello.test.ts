@@ -2,39 +2,10 @@
  * classify() on real ClientHellos written by Node's TLS client, on every prefix of them, on plain HTTP and,
  * by property, on arbitrary and mutated bytes: it never throws, and its decision never changes as more bytes arrive.
  */
-import net from "node:net";
-import tls from "node:tls";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import { MAX_HELLO_BYTES, classify, type Classification } from "../../../src/proxy/clienthello.js";
-
-/** The first TLS record a Node client sends, captured by a plain TCP server that never answers. */
-async function captureHello(options: tls.ConnectionOptions): Promise<Buffer> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  const captured = new Promise<Buffer>((resolve, reject) => {
-    server.once("connection", (socket) => {
-      let buf = Buffer.alloc(0);
-      socket.on("data", (chunk: Buffer) => {
-        buf = Buffer.concat([buf, chunk]);
-        if (buf.length >= 5 && buf.length >= 5 + buf.readUInt16BE(3)) {
-          socket.destroy();
-          resolve(buf);
-        }
-      });
-      socket.on("error", reject);
-    });
-  });
-  const client = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false, ...options });
-  client.on("error", () => undefined); // the capturing server hangs up mid-handshake
-  try {
-    return await captured;
-  } finally {
-    client.destroy();
-    server.close();
-  }
-}
+import { MAX_HELLO_BYTES, MAX_RECORD_PAYLOAD, classify, type Classification } from "../../../src/proxy/clienthello.js";
+import { captureHello } from "./helpers.js";
 
 const KINDS = ["need-more", "http", "tls", "invalid"];
 
@@ -103,6 +74,27 @@ describe("classify on real ClientHellos", () => {
     const justTooBig = Buffer.from([0x16, 0x03, 0x01, 0, 0]);
     justTooBig.writeUInt16BE(MAX_HELLO_BYTES - 5 + 1, 3);
     expect(classify(justTooBig).kind).toBe("invalid");
+  });
+
+  it("accepts a hello filling a maximal 16384-byte record and refuses one byte more from the header alone", () => {
+    expect(MAX_HELLO_BYTES).toBe(MAX_RECORD_PAYLOAD + 5);
+    const max = buildHello("daskgateway-big", MAX_RECORD_PAYLOAD);
+    expect(max.length).toBe(MAX_HELLO_BYTES);
+    expect(classify(max)).toEqual({ kind: "tls", sni: "daskgateway-big" });
+    expect(classify(max.subarray(0, max.length - 1))).toEqual({ kind: "need-more" });
+    const over = buildHello("daskgateway-big", MAX_RECORD_PAYLOAD + 1);
+    expect(classify(over.subarray(0, 5))).toMatchObject({ kind: "invalid" });
+  });
+
+  it("parses within the ClientHello body: bytes after it in the record are not extensions", () => {
+    // Shorten the handshake length so that the extensions fall outside the body, as if another message followed.
+    const cut = Buffer.from(withSni);
+    const sessionIdAt = 5 + 4 + 2 + 32;
+    const suitesAt = sessionIdAt + 1 + cut[sessionIdAt]!;
+    const compressionAt = suitesAt + 2 + cut.readUInt16BE(suitesAt);
+    const extensionsAt = compressionAt + 1 + cut[compressionAt]!;
+    cut.writeUIntBE(extensionsAt - 9, 6, 3);
+    expect(classify(cut)).toEqual({ kind: "tls", sni: null });
   });
 
   it("refuses a non-printable server name", () => {
@@ -174,8 +166,29 @@ describe("classify by property", () => {
     fc.assert(fc.property(headed, (buf) => isWellFormed(classify(buf))), { numRuns: 5000 });
   });
 
-  it("never throws on mutated, truncated and extended real hellos", () => {
-    fc.assert(fc.property(mutatedHello(), (buf) => isWellFormed(classify(buf))), { numRuns: 5000 });
+  it("never throws on mutated, truncated and extended real hellos, and answers quickly", () => {
+    let slowest = 0;
+    fc.assert(
+      fc.property(mutatedHello(), (buf) => {
+        const started = performance.now();
+        const ok = isWellFormed(classify(buf));
+        slowest = Math.max(slowest, performance.now() - started);
+        return ok;
+      }),
+      { numRuns: 5000 },
+    );
+    expect(slowest).toBeLessThan(20);
+  });
+
+  it("answers quickly on maximal records of random bytes", () => {
+    const started = performance.now();
+    for (let i = 0; i < 200; i++) {
+      const buf = Buffer.alloc(MAX_HELLO_BYTES);
+      for (let j = 0; j < buf.length; j += 997) buf[j] = (i * 31 + j) & 0xff;
+      buf.set([0x16, 0x03, 0x01, MAX_RECORD_PAYLOAD >> 8, MAX_RECORD_PAYLOAD & 0xff, 0x01, 0x00, 0x3f, 0xfc]);
+      expect(isWellFormed(classify(buf))).toBe(true);
+    }
+    expect(performance.now() - started).toBeLessThan(1000);
   });
 
   it("never changes its decision as more bytes arrive", () => {
@@ -200,3 +213,31 @@ describe("classify by property", () => {
     fc.assert(fc.property(long, (buf) => classify(buf).kind !== "need-more"), { numRuns: 2000 });
   });
 });
+
+/** A minimal TLS 1.3-style ClientHello with `sni`, padded so that its record payload is `recordPayload` bytes. */
+function buildHello(sni: string, recordPayload: number): Buffer {
+  const name = Buffer.from(sni);
+  const serverName = Buffer.alloc(9 + name.length);
+  serverName.writeUInt16BE(0x0000, 0); // extension type server_name
+  serverName.writeUInt16BE(5 + name.length, 2);
+  serverName.writeUInt16BE(3 + name.length, 4); // server_name_list length
+  serverName[6] = 0; // host_name
+  serverName.writeUInt16BE(name.length, 7);
+  name.copy(serverName, 9);
+  const fixed = Buffer.concat([
+    Buffer.from([0x03, 0x03]), Buffer.alloc(32, 7), // legacy_version, random
+    Buffer.from([0]), // empty session id
+    Buffer.from([0, 2, 0x13, 0x01]), // one cipher suite
+    Buffer.from([1, 0]), // null compression
+  ]);
+  // record = 4 (handshake header) + fixed + 2 (extensions length) + serverName + 4 (padding header) + padding
+  const padding = recordPayload - 4 - fixed.length - 2 - serverName.length - 4;
+  const paddingExt = Buffer.alloc(4 + padding);
+  paddingExt.writeUInt16BE(0x0015, 0);
+  paddingExt.writeUInt16BE(padding, 2);
+  const extensions = Buffer.concat([serverName, paddingExt]);
+  const body = Buffer.concat([fixed, Buffer.from([extensions.length >> 8, extensions.length & 0xff]), extensions]);
+  const handshake = Buffer.concat([Buffer.from([0x01, body.length >> 16, (body.length >> 8) & 0xff, body.length & 0xff]), body]);
+  const header = Buffer.from([0x16, 0x03, 0x01, handshake.length >> 8, handshake.length & 0xff]);
+  return Buffer.concat([header, handshake]);
+}
