@@ -13,13 +13,15 @@ export interface DashboardDeps {
   auth: Authenticator;
   /** The dashboard of a running cluster, or undefined. */
   target: (name: string) => { host: string; port: number } | undefined;
+  /** Whether a cluster of that name exists (any status): unknown names get 404 before any 403. */
+  exists: (name: string) => boolean;
   canAct: (user: User, name: string) => boolean;
 }
 
 const CHALLENGE = 'Basic realm="dask-gateway", charset="UTF-8"';
 
 /** Koa middleware that relays dashboard requests and lets everything else through. */
-export function dashboardMiddleware(deps: DashboardDeps & { exists: (name: string) => boolean }): Middleware {
+export function dashboardMiddleware(deps: DashboardDeps): Middleware {
   return async (ctx, next) => {
     const route = stripClusterPrefix(ctx.url);
     if (!route) return next();
@@ -57,6 +59,7 @@ export function dashboardUpgrade(deps: DashboardDeps) {
       const user = route ? await userOf(deps.auth, req, cookieValue(req, deps.auth.cookieName)) : null;
       if (!route) return reject(socket, 404, "Not Found");
       if (!user) return reject(socket, 401, "Unauthorized", `WWW-Authenticate: ${CHALLENGE}\r\n`);
+      if (!deps.exists(route.name)) return reject(socket, 404, "Not Found");
       if (!deps.canAct(user, route.name)) return reject(socket, 403, "Forbidden");
       const target = deps.target(route.name);
       if (!target) return reject(socket, 404, "Not Found");
