@@ -69,6 +69,7 @@ export class ClusterManager {
       c.lastClientSeen = now;
       this.clusters.set(c.name, c);
       this.event(c, "adopted", `adopted after a gateway restart (${publicStatus(c.status, c.target)})`);
+      await this.undoUnrecordedStarts(c);
       this.queue.put(clusterKey(c.name));
       for (const w of c.workers.values()) this.queue.put(workerKey(c.name, w.name));
     }
@@ -76,6 +77,25 @@ export class ClusterManager {
     await this.opts.backend.cleanupOrphans?.(known);
     this.checkTimer = setInterval(() => void this.checkAll(), this.opts.clusters.checkPeriod * 1000);
     this.checkTimer.unref();
+  }
+
+  /**
+   * A start that was under way when the gateway died may have launched something it never recorded;
+   * removing it before starting again means an interrupted start never leaves a twin behind.
+   */
+  private async undoUnrecordedStarts(c: ClusterRecord): Promise<void> {
+    try {
+      if (c.status === Job.CREATED) {
+        await this.opts.backend.stopCluster(this.launch(c), c.state);
+        c.state = {};
+        c.workers.clear();
+      }
+      for (const w of c.workers.values()) {
+        if (w.status === Job.CREATED) await this.opts.backend.stopWorker(this.workerLaunch(c, w), w.state);
+      }
+    } catch (err) {
+      this.opts.log.warn({ cluster: c.name, err: (err as Error).message }, "could not remove what an interrupted start left");
+    }
   }
 
   // ---- Requests -------------------------------------------------------------------------------
@@ -172,7 +192,10 @@ export class ClusterManager {
   heartbeat(cluster: ClusterRecord, msg: HeartbeatMessage): void {
     if (cluster.target > Job.RUNNING) return;
     const effects = applyHeartbeat(cluster, msg, this.workerLimit(cluster), this.now());
-    for (const worker of effects.workersChanged) this.queue.put(workerKey(cluster.name, worker.name));
+    for (const worker of effects.workersChanged) {
+      if (worker.target === Job.FAILED) this.event(cluster, "worker-lost", `worker ${worker.name} left the scheduler unexpectedly; a new one replaces it`, "warn");
+      this.queue.put(workerKey(cluster.name, worker.name));
+    }
     if (effects.clusterChanged || cluster.status !== Job.RUNNING) this.queue.put(clusterKey(cluster.name));
   }
 

@@ -3,15 +3,18 @@
  * `dask worker` per worker, all in the cluster's own directory with its credentials and logs.
  */
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, BackendState, SchedulerLaunch, WorkerLaunch } from "../backend.js";
 import { BackendError } from "../backend.js";
-import { exitInfo, isAlive, spawnLogged, stopProcess } from "./processes.js";
+import { exitInfo, isAlive, processesIn, spawnLogged, stopProcess } from "./processes.js";
 
 /** Variables passed through from the gateway's environment, as the reference's local backend does. */
 const PASSED_ENV = ["PATH", "PYTHONPATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV", "VIRTUAL_ENV", "LANG", "LC_ALL", "HOME", "TMPDIR"];
+
+/** Leftovers hold no state worth a graceful stop. */
+const LEFTOVER_STOP_STEPS: Array<[NodeJS.Signals, number]> = [["SIGTERM", 3_000], ["SIGKILL", 5_000]];
 
 export interface LocalBackendOptions {
   /** Parent of every cluster's work directory. */
@@ -52,15 +55,19 @@ export class LocalBackend implements Backend {
   }
 
   async stopCluster(launch: SchedulerLaunch, state: BackendState): Promise<void> {
+    const workdir = join(this.options.clustersDir, launch.name);
     if (typeof state.pid === "number") await this.stop(state.pid, "scheduler");
-    await rm(join(this.options.clustersDir, launch.name), { recursive: true, force: true });
+    await this.stopLeftovers(workdir, () => true); // workers, and whatever a start cut short by a crash left
+    await rm(workdir, { recursive: true, force: true });
   }
 
   /** Work directories of clusters nobody knows any more (their gateway died before recording them). */
   async cleanupOrphans(known: ReadonlySet<string>): Promise<void> {
     const entries = await readdir(this.options.clustersDir).catch(() => [] as string[]);
     for (const name of entries.filter((n) => !known.has(n))) {
-      await rm(join(this.options.clustersDir, name), { recursive: true, force: true });
+      const workdir = join(this.options.clustersDir, name);
+      await this.stopLeftovers(workdir, () => true);
+      await rm(workdir, { recursive: true, force: true });
     }
   }
 
@@ -85,8 +92,10 @@ export class LocalBackend implements Backend {
     return { pid };
   }
 
-  async stopWorker(_launch: WorkerLaunch, state: BackendState): Promise<void> {
+  async stopWorker(launch: WorkerLaunch, state: BackendState): Promise<void> {
     if (typeof state.pid === "number") await this.stop(state.pid, "worker");
+    // Found by name too: a start cut short by a gateway crash has no pid recorded.
+    await this.stopLeftovers(String(launch.clusterState.workdir), (argv) => argv.includes(launch.workerName));
   }
 
   async checkCluster(_launch: SchedulerLaunch, state: BackendState): Promise<string | null> {
@@ -110,6 +119,14 @@ export class LocalBackend implements Backend {
 
   private async stop(pid: number, what: string): Promise<void> {
     if (!(await stopProcess(pid, this.options.stopSteps))) throw new Error(`${what} process ${pid} did not stop`);
+  }
+
+  /** Stops the processes running in `workdir` that `matches` selects (whole groups, quickly). */
+  private async stopLeftovers(workdir: string, matches: (argv: string[]) => boolean): Promise<void> {
+    const real = await realpath(workdir).catch(() => null);
+    if (real === null) return; // no directory, so nothing can be running in it
+    const leftovers = processesIn(real).filter((p) => matches(p.argv));
+    await Promise.all(leftovers.map((p) => stopProcess(p.pid, LEFTOVER_STOP_STEPS)));
   }
 
   private async deathReason(pid: number, what: string, tail: Promise<string>): Promise<string | null> {

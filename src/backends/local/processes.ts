@@ -3,7 +3,7 @@
  * (SIGINT, then SIGTERM, then SIGKILL) and a record of how each one ended.
  */
 import { spawn } from "node:child_process";
-import { openSync, closeSync } from "node:fs";
+import { openSync, closeSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 
 export interface ExitInfo {
   code: number | null;
@@ -79,6 +79,25 @@ export async function stopProcess(pid: number, steps = STEPS): Promise<boolean> 
   const gone = !isAlive(pid);
   if (gone) exits.delete(pid);
   return gone;
+}
+
+/**
+ * Running processes whose working directory is `dir`, with their command lines (Linux /proc).
+ * Finds what an earlier gateway started but did not live to record.
+ */
+export function processesIn(dir: string): Array<{ pid: number; argv: string[] }> {
+  const found: Array<{ pid: number; argv: string[] }> = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/cwd`) !== dir) continue;
+      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean);
+      found.push({ pid: Number(entry), argv });
+    } catch {
+      // Exited meanwhile, or not ours to inspect.
+    }
+  }
+  return found;
 }
 
 /** Kills every process this gateway started and that is still running (used on exit). */
