@@ -40,6 +40,16 @@ test-swarm: build python-env ## Tests on a real swarm: make up, three Docker-in-
 
 .PHONY: help node-deps python-env build run test test-unit test-python test-swarm
 
+BENCH_STAMP := .venv/.bench-requirements
+$(BENCH_STAMP): requirements-bench.txt requirements-test.txt requirements.txt | python-env
+	$(PYTHON) -m pip install --disable-pip-version-check -q -r requirements-bench.txt
+	@touch $@
+
+bench: build $(BENCH_STAMP) ## Benchmark against dask-gateway-server side by side (~10 min; writes bench/results/gateway.*)
+	$(PYTHON) bench/gateway_bench.py
+
+.PHONY: bench
+
 up: ## Run the gateway on this machine's Docker swarm (creates a swarm, builds images, prints how to connect)
 	@scripts/up.sh
 
