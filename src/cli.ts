@@ -8,7 +8,7 @@ import { userInfo } from "node:os";
 import { hashPassword } from "./auth/passwords.js";
 import { resolveConfig } from "./config/config.js";
 import { ConfigError, loadSettings, parseArgs } from "./config/load.js";
-import { SETTINGS, envName } from "./config/settings.js";
+import { SETTINGS, envName, settingDef } from "./config/settings.js";
 import { startGateway, type RunningGateway } from "./gateway.js";
 import { createLogger } from "./logging.js";
 import { VERSION } from "./version.js";
@@ -43,6 +43,9 @@ async function main(argv: string[]): Promise<number> {
 async function serve(configFile: string | undefined, flags: Map<string, string>): Promise<number> {
   const config = resolveConfig(loadSettings(configFile, process.env, flags));
   const log = createLogger(config.log.level, config.log.format);
+  for (const key of flags.keys()) {
+    if (settingDef(key).secret) log.warn({ setting: key }, `--${key} is visible to every local user in ps; prefer ${envName(key)} or a file`);
+  }
   const gateway = await startGateway(config, log);
   process.stdout.write(banner(gateway));
   await new Promise<void>((resolve) => {

@@ -1,12 +1,14 @@
 """Fixtures that run the real gateway (node dist/cli.js) with the local backend, as a user would."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,87 @@ class RunningGateway:
         return total
 
 
+# Settings that are secrets go through the environment, never the command line (the gateway warns otherwise).
+SECRET_SETTINGS = {"auth.password": "DGW_AUTH_PASSWORD"}
+
+
+class SecretWatch(threading.Thread):
+    """Collects, while the tests run, every secret the gateways hold and every process command line.
+
+    test_zz_secrets.py then checks that no secret reached a log, an error message or a command line.
+    """
+
+    MIN_LENGTH = 8  # shorter test passwords ("pw") would match ordinary text
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True, name="secret-watch")
+        self.secrets: dict[str, str] = {}  # secret -> what it is
+        self.cmdlines: set[str] = set()
+        self.state_dirs: set[Path] = set()
+        self.logs: set[Path] = set()
+        self.cluster_logs: dict[Path, str] = {}
+        self.lock = threading.Lock()
+
+    def add_secret(self, value: str, what: str) -> None:
+        if len(value) >= self.MIN_LENGTH:
+            with self.lock:
+                self.secrets.setdefault(value, what)
+
+    def watch(self, state_dir: Path, log: Path) -> None:
+        with self.lock:
+            self.state_dirs.add(state_dir)
+            self.logs.add(log)
+        if not self.is_alive():
+            self.start()
+
+    def run(self) -> None:
+        for n in itertools.count():
+            self.sample()
+            if n % 10 == 0:
+                self.sample_cluster_logs()
+            time.sleep(0.2)
+
+    def sample_cluster_logs(self) -> None:
+        """Scheduler and worker logs, kept as last seen: they vanish with their cluster."""
+        for state_dir in list(self.state_dirs):
+            for log in state_dir.glob("clusters/*/logs/*.log"):
+                text = _read(log)
+                with self.lock:
+                    self.cluster_logs[log] = text
+
+    def sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            with self.lock:
+                self.cmdlines.add(cmd)
+        for state_dir in list(self.state_dirs):
+            self.add_secret(_read(state_dir / "password").strip(), "a generated shared password")
+            for record in (state_dir / "records").glob("*.json"):
+                try:
+                    data = json.loads(record.read_text())
+                except (OSError, ValueError):
+                    continue
+                self.add_secret(data.get("token", ""), f"the API token of cluster {record.stem}")
+                key_lines = data.get("tlsKey", "").splitlines()
+                if len(key_lines) > 2:
+                    self.add_secret(key_lines[1], f"the TLS key of cluster {record.stem}")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+SECRET_WATCH = SecretWatch()
+for _name, (_password, _admin) in USERS.items():
+    SECRET_WATCH.add_secret(_password, f"the password of {_name}")
+
+
 def start_gateway(tmp: Path, **settings) -> RunningGateway:
     """Starts a gateway with the given settings (flag names as keys) and waits for /api/health."""
     port = free_port()
@@ -85,10 +168,15 @@ def start_gateway(tmp: Path, **settings) -> RunningGateway:
     merged = {**defaults, **settings}
     port = int(str(merged["address"]).rsplit(":", 1)[1])
     args = ["node", str(CLI)]
-    for key, value in merged.items():
-        args += [f"--{key}", str(value)]
-    log_file = tmp / "gateway.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DGW_")}
+    for key, value in merged.items():
+        if key in SECRET_SETTINGS:
+            env[SECRET_SETTINGS[key]] = str(value)
+            SECRET_WATCH.add_secret(str(value), f"the {key} setting")
+        else:
+            args += [f"--{key}", str(value)]
+    log_file = tmp / "gateway.log"
+    SECRET_WATCH.watch(state, log_file)
     proc = subprocess.Popen(args, stdout=open(tmp / "gateway.out", "w"), stderr=open(log_file, "w"), env=env)
     url = f"http://127.0.0.1:{port}"
     last_error = None
