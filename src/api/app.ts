@@ -9,7 +9,7 @@ import { PublicError } from "../clusters/manager.js";
 import type { Logger } from "../logging.js";
 import type { Metrics } from "../metrics.js";
 import { issueCookie, Unauthorized } from "./auth-middleware.js";
-import { apiRouter } from "./routes.js";
+import { apiRouter, hasRequestBody } from "./routes.js";
 
 export interface AppDeps {
   manager: ClusterManager;
@@ -34,17 +34,22 @@ export function createApp(deps: AppDeps): Koa {
     await next();
     issueCookie(ctx, deps.auth);
   });
+  app.use(plainTextStatus);
   const router = apiRouter(deps);
   app.use(router.routes());
   app.use(router.allowedMethods());
-  app.use((ctx) => {
-    // Unmatched paths: aiohttp's plain-text 404, as the reference answers.
-    ctx.status = 404;
-    ctx.type = "text/plain";
-    ctx.body = "404: Not Found";
-  });
   return app;
 }
+
+/** Unmatched paths and methods: aiohttp's plain-text 404 and 405 (with `Allow`), as the reference answers. */
+const plainTextStatus: Middleware = async (ctx, next) => {
+  await next();
+  if (ctx.body != null || (ctx.status !== 404 && ctx.status !== 405)) return;
+  const status = ctx.status;
+  ctx.status = status; // explicit, so that setting the body keeps it
+  ctx.type = "text/plain";
+  ctx.body = status === 404 ? "404: Not Found" : "405: Method Not Allowed";
+};
 
 /** Maps every error to `{"error": message}` with its status; unexpected ones become a logged 500. */
 function errors(log: Logger, metrics: Metrics): Middleware {
@@ -87,8 +92,7 @@ function isHttpError(err: unknown): err is { status: number; message: string } {
 
 /** A request with a body must say it is JSON (the client and the preload always do). */
 const requireJsonBody: Middleware = async (ctx, next) => {
-  const hasBody = Number(ctx.get("content-length") || 0) > 0 || ctx.get("transfer-encoding") !== "";
-  if (hasBody && !ctx.is("application/json", "+json")) {
+  if (hasRequestBody(ctx) && !ctx.is("application/json", "+json")) {
     throw new PublicError(415, `request body must be JSON (Content-Type: application/json), got ${ctx.get("content-type") || "no Content-Type"}`);
   }
   await next();

@@ -2,6 +2,7 @@
  * The dask-gateway REST API (reference section 1), plus a few clearly separate extensions.
  * Handlers check every precondition at the edge and delegate every decision to the cluster manager.
  */
+import { METHODS } from "node:http";
 import Router from "@koa/router";
 import type { Context } from "koa";
 import type { Authenticator } from "../auth/authenticator.js";
@@ -23,7 +24,8 @@ export interface RouteDeps {
 
 /** Builds the router with every endpoint. */
 export function apiRouter({ manager, auth, version, metrics }: RouteDeps): Router {
-  const router = new Router({ strict: true });
+  // Every method Node parses counts as implemented: a known path with another method is 405, never 501.
+  const router = new Router({ strict: true, methods: [...METHODS] });
   const user = (ctx: Context) => authenticateUser(ctx, auth);
 
   router.get("/api/health", (ctx) => {
@@ -51,7 +53,7 @@ export function apiRouter({ manager, auth, version, metrics }: RouteDeps): Route
 
   router.post("/api/v1/clusters/", async (ctx) => {
     const u = await user(ctx);
-    const body = requireBody(ctx, "CreateClusterRequest") as { cluster_options?: unknown };
+    const body = requireBody(ctx, "CreateClusterRequest", true) as { cluster_options?: unknown };
     const cluster = await manager.create(u, body.cluster_options ?? {});
     ctx.status = 201;
     ctx.body = { name: cluster.name };
@@ -170,14 +172,25 @@ function queryFlag(raw: string | string[] | undefined): boolean {
   return /^[+-]?\d+$/.test(value.trim()) ? Number(value) !== 0 : false;
 }
 
+/** Whether the request carries a body at all (a JSON `{}` is a body; nothing is not). */
+export function hasRequestBody(ctx: Context): boolean {
+  return Number(ctx.get("content-length") || 0) > 0 || ctx.get("transfer-encoding") !== "";
+}
+
 function readBody(ctx: Context): unknown {
+  if (!hasRequestBody(ctx)) return undefined;
   const body = (ctx.request as { body?: unknown }).body;
   return body === "" ? undefined : body;
 }
 
-/** The parsed JSON body, validated against a protocol schema; a 422 names the bad field. */
-function requireBody(ctx: Context, schema: string): unknown {
-  const body = readBody(ctx) ?? {};
+/**
+ * The parsed JSON body, validated against a protocol schema; a 422 names the bad field. Without a body:
+ * an empty object where the document makes the body optional (create), else a 422.
+ */
+function requireBody(ctx: Context, schema: string, optional = false): unknown {
+  const raw = readBody(ctx);
+  if (raw === undefined && !optional) throw new PublicError(422, "missing request body");
+  const body = raw === undefined ? {} : raw;
   const error = validateSchema(schema, body);
   if (error) throw new PublicError(422, error);
   return body;
