@@ -34,11 +34,14 @@ test-unit: node-deps ## Unit tests (vitest)
 test-python: build python-env ## Conformance tests with the real dask-gateway client and dask processes
 	$(PYTHON) -m pytest test/python $(PYTEST_ARGS)
 
+fuzz: build python-env ## Fuzz every operation of protocol/openapi.json for longer (FUZZ_EXAMPLES per operation, default 500; FUZZ_SEED)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PYTHON) -m pytest test/python/test_fuzz_protocol.py::test_fuzz -p no:cacheprovider $(PYTEST_ARGS)
+
 test-swarm: build python-env ## Tests on a real swarm: make up, three Docker-in-Docker nodes, restart, make down
 	scripts/docker-engine.sh --swarm
 	$(PYTHON) -m pytest test/swarm $(PYTEST_ARGS)
 
-.PHONY: help node-deps python-env build run test test-unit test-python test-swarm
+.PHONY: help node-deps python-env build run test test-unit test-python test-swarm fuzz
 
 BENCH_STAMP := .venv/.bench-requirements
 $(BENCH_STAMP): requirements-bench.txt requirements-test.txt requirements.txt | python-env

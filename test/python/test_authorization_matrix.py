@@ -26,7 +26,7 @@ DASHBOARD_OPERATIONS = [("GET", "/clusters/{name}/status"), ("WS", "/clusters/{n
 UNKNOWN = "0" * 32
 
 
-def _basic(text: str) -> str:
+def basic_header(text: str) -> str:
     return "Basic " + base64.b64encode(text.encode()).decode()
 
 
@@ -34,14 +34,14 @@ def _basic(text: str) -> str:
 # header to compute from the clusters.
 CALLERS = {
     "anonymous": None,
-    "wrong_password": _basic("alice:not-her-password"),
+    "wrong_password": basic_header("alice:not-her-password"),
     "bad_base64": "Basic !!not*base64!!",
-    "no_colon": _basic("alice" + USERS["alice"][0]),
+    "no_colon": basic_header("alice" + USERS["alice"][0]),
     "unknown_scheme": "Bearer " + USERS["alice"][0],
     "empty": "",
-    "owner": _basic("alice:" + USERS["alice"][0]),
-    "other_user": _basic("bob:" + USERS["bob"][0]),
-    "admin": _basic("root:" + USERS["root"][0]),
+    "owner": basic_header("alice:" + USERS["alice"][0]),
+    "other_user": basic_header("bob:" + USERS["bob"][0]),
+    "admin": basic_header("root:" + USERS["root"][0]),
     "foreign_token": "token-of:bob",
     "own_token": "token-of:alice",
 }
@@ -118,7 +118,7 @@ def _cells():
             yield pytest.param(key, caller, id=f"{key[0]} {key[1]} [{key[2]}] as {caller}")
 
 
-def _token(gateway, name: str) -> str:
+def cluster_token(gateway, name: str) -> str:
     """The cluster token, as the local backend hands it to the scheduler: a file in the cluster's directory."""
     return (gateway.state_dir / "clusters" / name / ".certs" / "token").read_text().strip()
 
@@ -152,7 +152,7 @@ def world(gateway):
         status = requests.get(f"{gateway.url}/api/v1/clusters/{name}?wait", auth=(user, USERS[user][0]), timeout=60).json()["status"]
         wait_for(lambda: requests.get(f"{gateway.url}/api/v1/clusters/{name}", auth=(user, USERS[user][0])).json()["status"] == "RUNNING",
                  60, what=f"{user}'s cluster running (was {status})")
-    world = {"names": names, "tokens": {u: _token(gateway, n) for u, n in names.items()}, "made": made}
+    world = {"names": names, "tokens": {u: cluster_token(gateway, n) for u, n in names.items()}, "made": made}
     yield world
     root = ("root", USERS["root"][0])
     for _, name in made:
