@@ -431,7 +431,11 @@ def versions() -> dict[str, str]:
 
     pkg = json.loads((ROOT / "package.json").read_text())
     out = {"this gateway": pkg.get("version", "?"), "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
-           "python": platform.python_version()}
+           "python": platform.python_version(),
+           "this gateway commit": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                                                 text=True).stdout.strip(),
+           "this gateway src/ changed since the commit": bool(subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT,
+                                                                            capture_output=True, text=True).stdout.strip())}
     for dist in ("dask-gateway-server", "dask-gateway", "dask", "distributed"):
         out[dist] = version(dist)
     return out

@@ -24,7 +24,8 @@ def markdown(d: dict) -> str:
         "",
         f"One run of `make bench` ({d['total_seconds'] / 60:.1f} min{', --quick: not for keeping' if d['quick'] else ''}): "
         f"{m['cores']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}; "
-        f"this gateway {v['this gateway']} on Node {v['node']}; dask-gateway-server {v['dask-gateway-server']} "
+        f"this gateway {v['this gateway']} at {v.get('this gateway commit', '?')}"
+        f"{' (src/ had uncommitted changes when it ran)' if v.get('this gateway src/ changed since the commit') else ''} on Node {v['node']}; dask-gateway-server {v['dask-gateway-server']} "
         f"(UnsafeLocalBackend, its Go proxy, SimpleAuthenticator) on Python {v['python']}; client dask-gateway "
         f"{v['dask-gateway']}, dask/distributed {v['distributed']}. Both servers run at once and are driven "
         f"alternately by the same client code; heartbeat period {d['heartbeat_period']} s for both. "
@@ -88,13 +89,14 @@ def markdown(d: dict) -> str:
             f"(one new connection per heartbeat, as the scheduler preload does), measured over {so['seconds']:.0f} s after "
             f"{so['warmup_seconds']:.0f} s of warm-up. CPU is the gateway's, in % of one core; the load generator's is beside it.",
             "",
-            "| clusters | heartbeats/s | gateway CPU % | load generator CPU % | gateway RSS MiB (max) | heartbeat p50 ms | heartbeat p99 ms | errors | RUNNING after |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| clusters | heartbeats/s | gateway CPU % | load generator CPU % | gateway RSS MiB (max) | heartbeat p50 ms | p95 ms | p99 ms | over 100 ms | errors | RUNNING after |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for n, r in so["results"].items():
             h = r["heartbeats"]
             lines.append(f"| {int(n):,} | {h['per_second']:.0f} | {r['gateway_cpu_percent']:.1f} | {r['loadgen_cpu_percent']:.1f} | "
-                         f"{r['rss_mib_max']:.0f} | {_num(h['p50_ms'], 2)} | {_num(h['p99_ms'], 2)} | {h['errors']} | {r['running_after']:,.0f} |")
+                         f"{r['rss_mib_max']:.0f} | {_num(h['p50_ms'], 2)} | {_num(h['p95_ms'], 2)} | {_num(h['p99_ms'], 2)} | "
+                         f"{h['over_100ms']:,} of {h['requests']:,} | {h['errors']} | {r['running_after']:,.0f} |")
         lines.append("")
     lines += [
         "Ratios are this gateway divided by the reference: below 1 is less time, fewer requests or less memory.",
