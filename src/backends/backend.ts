@@ -52,6 +52,8 @@ export interface Backend {
   checkWorker(launch: WorkerLaunch, state: BackendState): Promise<string | null>;
   /** How many workers the backend can place for a cluster now, and why; absent when unbounded. */
   capacity?(launch: SchedulerLaunch): Promise<{ workers: number; why: string }>;
+  /** Rejects with the reason when the backend cannot take work now (its engine is unreachable). */
+  ping?(): Promise<void>;
   /** Removes what clusters not in `known` left behind (after a crash of an earlier gateway). */
   cleanupOrphans?(known: ReadonlySet<string>): Promise<void>;
   /** Releases resources of the backend itself (not the clusters). */

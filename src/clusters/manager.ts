@@ -109,6 +109,9 @@ export class ClusterManager {
     }
     const parsed = this.opts.catalog.parse(requested);
     if (!parsed.ok) throw new PublicError(422, parsed.error);
+    await this.opts.backend.ping?.().catch((err: Error) => {
+      throw this.unreachable(err, "nothing was created; try again shortly");
+    });
     this.countCreate(user.name);
     const name = randomBytes(16).toString("hex");
     const { cert, key } = await newKeypair(name);
@@ -172,7 +175,7 @@ export class ClusterManager {
   async scale(cluster: ClusterRecord, count: number): Promise<{ ok: boolean; msg: string | null }> {
     let clamp = clampScale(count, this.workerLimit(cluster));
     const capacity = await this.opts.backend.capacity?.(this.launch(cluster)).catch((err: Error) => {
-      throw new PublicError(503, `the ${this.opts.backend.kind} backend cannot be reached: ${err.message}`);
+      throw this.unreachable(err, "the scale was not changed; try again shortly");
     });
     if (capacity && clamp.count > capacity.workers) {
       clamp = { count: capacity.workers, msg: `Scale request of ${count} workers exceeds what can be placed: ${capacity.why}. Scaling to ${capacity.workers} instead.` };
@@ -401,6 +404,10 @@ export class ClusterManager {
   }
 
   // ---- Helpers ----------------------------------------------------------------------------------
+
+  private unreachable(err: Error, consequence: string): PublicError {
+    return new PublicError(503, `the ${this.opts.backend.kind} backend cannot be reached (${err.message}); ${consequence}`);
+  }
 
   /** Refuses a creation beyond limits.create_rate in the last minute (429), else records it. */
   private countCreate(user: string): void {

@@ -86,8 +86,8 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
   return {
     address,
     schedulerAddress,
-    publicUrl: stripSlash(str("public_url") ?? `${scheme}://${publicHost}:${address.port}`),
-    apiUrl: str("api_url") ? stripSlash(str("api_url")!) : null,
+    publicUrl: httpUrl(str("public_url") ?? `${scheme}://${publicHost}:${address.port}`, "public_url"),
+    apiUrl: str("api_url") ? httpUrl(str("api_url")!, "api_url") : null,
     stateDir: str("state_dir") ?? join(env.XDG_STATE_HOME || join(homedir(), ".local", "state"), "dask-gateway-swarm"),
     tls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey } : null,
     log: { level: str("log.level")!, format: str("log.format") as GatewayConfig["log"]["format"] },
@@ -148,4 +148,18 @@ export function parseHostPort(value: string, key: string): HostPort {
 
 function stripSlash(url: string): string {
   return url.replace(/\/+$/, "");
+}
+
+/** An http(s) URL with a host, without its trailing slash; schedulers and clients cannot use anything else. */
+function httpUrl(value: string, key: string): string {
+  let url: URL | null = null;
+  try {
+    url = new URL(value);
+  } catch {
+    // Reported below.
+  }
+  if (!url || !["http:", "https:"].includes(url.protocol) || !url.hostname) {
+    throw new ConfigError(`${key}: expected an http:// or https:// URL with a host, got ${JSON.stringify(value)}`);
+  }
+  return stripSlash(value);
 }

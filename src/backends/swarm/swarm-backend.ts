@@ -124,6 +124,12 @@ export class SwarmBackend implements Backend {
     return { workers: nodes * perNode, why: `the swarm has ${nodes} eligible node${nodes === 1 ? "" : "s"} and places at most ${perNode} worker${perNode === 1 ? "" : "s"} of a cluster on each` };
   }
 
+  async ping(): Promise<void> {
+    await this.docker.ping().catch((err: Error) => {
+      throw new BackendError(`cannot reach the Docker engine: ${err.message}`);
+    });
+  }
+
   async close(): Promise<void> {}
 
   // ---- Helpers ----------------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""The Docker engine becomes unreachable under a swarm gateway: requests that need it get a 503 that says why,
+nothing is half-done, running clusters are not failed, and the gateway recovers by itself when the engine returns.
+
+The gateway runs on the host (backend swarm) and reaches the engine through a Unix-socket relay that the test
+switches off and on, so the engine itself keeps running the cluster's services meanwhile.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE = "/var/run/docker.sock"
+NETWORK = "dgw-outage-test"
+GATEWAY_ID = "outage-test"
+AUTH = ("olga", "outage-pw-51c3")
+
+
+def sh(*args: str, check: bool = True) -> str:
+    return subprocess.run(args, check=check, capture_output=True, text=True).stdout.strip()
+
+
+def wait_for(predicate, timeout=90.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class SocketSwitch:
+    """A Unix socket relayed to the Docker engine's socket, which the test can cut and restore."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.listener: socket.socket | None = None
+        self.open: set[socket.socket] = set()
+
+    def on(self) -> None:
+        if self.path.exists():
+            return
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(str(self.path))
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def off(self) -> None:
+        """Refuses new connections (the socket file is gone) and cuts the open ones."""
+        if self.listener is None or not self.path.exists():
+            return
+        self.listener.close()
+        self.path.unlink(missing_ok=True)
+        for conn in list(self.open):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect(ENGINE)
+            for a, b in ((client, engine), (engine, client)):
+                self.open.add(a)
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self.open.discard(src)
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def labelled(kind: str) -> list[str]:
+    return sh("docker", kind, "ls", "-q", "--filter", f"label=dask-gateway.gateway={GATEWAY_ID}").split()
+
+
+@pytest.fixture
+def outage_gateway(tmp_path):
+    subprocess.run([str(ROOT / "scripts" / "build-images.sh"), "--sidecar-only"], check=True, stdout=subprocess.DEVNULL)
+    if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True).returncode != 0:
+        sh("docker", "network", "create", "--driver", "overlay", "--attachable", NETWORK)
+    # The host as containers see it: the address of docker0 (scripts/docker-engine.sh advertises the same).
+    host_ip = sh("ip", "-4", "-o", "addr", "show", "docker0").split()[3].split("/")[0]
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        port = s.getsockname()[1]
+    switch = SocketSwitch(tmp_path / "docker.sock")
+    switch.on()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DGW_")},
+           "DOCKER_HOST": f"unix://{switch.path}", "DGW_AUTH_PASSWORD": AUTH[1]}
+    args = ["node", str(ROOT / "dist" / "cli.js"), "--backend", "swarm", "--address", f"0.0.0.0:{port}",
+            "--api_url", f"http://{host_ip}:{port}/api", "--swarm.network", NETWORK, "--swarm.gateway_id", GATEWAY_ID,
+            "--state_dir", str(tmp_path / "state"), "--clusters.check_period", "1", "--log.format", "json", "--log.level", "debug"]
+    log = tmp_path / "gateway.log"
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _healthy(url), 30, "the gateway to start")
+        yield url, switch
+    finally:
+        switch.on()
+        proc.terminate()
+        proc.wait(60)
+        switch.off()
+        wait_for(lambda: labelled("service") == [] and labelled("secret") == [], 60, "the test gateway's objects to go")
+        sh("docker", "network", "rm", NETWORK, check=False)
+        print(log.read_text()[-3000:])
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/api/health", timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def status(url: str, name: str) -> str:
+    return requests.get(f"{url}/api/v1/clusters/{name}", auth=AUTH, timeout=10).json()["status"]
+
+
+def test_engine_outage_gives_503_and_the_gateway_recovers(outage_gateway):
+    url, switch = outage_gateway
+    switch.off()
+    refused = requests.post(f"{url}/api/v1/clusters/", json={}, auth=AUTH, timeout=30)
+    assert refused.status_code == 503
+    assert "cannot be reached" in refused.json()["error"] and "nothing was created" in refused.json()["error"]
+    assert requests.get(f"{url}/api/v1/clusters/", auth=AUTH, timeout=10).json() == {}
+    assert requests.get(f"{url}/api/health", timeout=10).ok
+
+    switch.on()
+    name = requests.post(f"{url}/api/v1/clusters/", json={}, auth=AUTH, timeout=30).json()["name"]
+    wait_for(lambda: status(url, name) == "RUNNING", 120, "the cluster to run once the engine is back")
+
+    # A running cluster survives an outage: its scheduler still heartbeats, and nothing is failed for it.
+    switch.off()
+    time.sleep(4)
+    assert status(url, name) == "RUNNING"
+    scale = requests.post(f"{url}/api/v1/clusters/{name}/scale", json={"count": 1}, auth=AUTH, timeout=30)
+    assert scale.status_code == 503 and "the scale was not changed" in scale.json()["error"]
+
+    # A stop asked during the outage is finished when the engine returns.
+    assert requests.delete(f"{url}/api/v1/clusters/{name}", auth=AUTH, timeout=30).status_code == 204
+    time.sleep(2)
+    switch.on()
+    wait_for(lambda: status(url, name) == "STOPPED", 90, "the stop to finish after the outage")
+    wait_for(lambda: labelled("service") == [] and labelled("secret") == [], 60, "the cluster's services and secrets to go")
