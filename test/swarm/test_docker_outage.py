@@ -16,25 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT, sh, wait_for
+
 ENGINE = "/var/run/docker.sock"
 NETWORK = "dgw-outage-test"
 GATEWAY_ID = "outage-test"
 AUTH = ("olga", "outage-pw-51c3")
-
-
-def sh(*args: str, check: bool = True) -> str:
-    return subprocess.run(args, check=check, capture_output=True, text=True).stdout.strip()
-
-
-def wait_for(predicate, timeout=90.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class SocketSwitch:

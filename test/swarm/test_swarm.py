@@ -13,23 +13,10 @@ import requests
 from dask_gateway import BasicAuth, Gateway
 from dask_gateway.client import GatewayWarning
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import ROOT, sh, wait_for
+
 URL = "http://127.0.0.1:8000"
 LABEL = "dask-gateway.gateway"
-
-
-def sh(*args: str, check: bool = True) -> str:
-    return subprocess.run(args, check=check, capture_output=True, text=True).stdout.strip()
-
-
-def wait_for(predicate, timeout=90.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="session")
