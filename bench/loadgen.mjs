@@ -96,6 +96,7 @@ async function heartbeats([targetsFile, period, seconds, warmup, spread]) {
   const countFrom = start + Number(warmup) * 1000;
   const end = start + Number(seconds) * 1000;
   const inflight = new Set();
+  const slow = []; // [seconds after the warm-up, ms] of each heartbeat slower than 100 ms: when the stalls happen
   async function beat(t) {
     const t0 = performance.now();
     const res = await request(`${t.api_url}/v1/clusters/${t.name}/heartbeat`, {
@@ -105,8 +106,10 @@ async function heartbeats([targetsFile, period, seconds, warmup, spread]) {
     if (t0 < countFrom) return;
     const key = res.error ?? res.status;
     statuses[key] = (statuses[key] ?? 0) + 1;
+    const ms = performance.now() - t0;
     if (res.error || res.status !== 200) errors++;
-    else latencies.push(performance.now() - t0);
+    else latencies.push(ms);
+    if (ms > 100 && slow.length < 2000) slow.push([Math.round(t0 - countFrom) / 1000, Math.round(ms)]);
   }
   const timers = targets.map((t, i) => {
     const first = (i / targets.length) * Number(spread) * 1000;
@@ -121,7 +124,7 @@ async function heartbeats([targetsFile, period, seconds, warmup, spread]) {
   await new Promise((r) => setTimeout(r, Number(seconds) * 1000));
   for (const t of timers) clearTimeout(t);
   await Promise.all(inflight);
-  return { targets: targets.length, ...summary(latencies, statuses, errors, Math.max(0.001, (end - countFrom) / 1000)) };
+  return { targets: targets.length, ...summary(latencies, statuses, errors, Math.max(0.001, (end - countFrom) / 1000)), slow };
 }
 
 const modes = { get, heartbeats };

@@ -17,6 +17,17 @@ def _row(label: str, ours: float | None, ref: float | None, digits: int) -> str:
     return f"| {label} | {_num(ours, digits)} | {_num(ref, digits)} | {ratio} |"
 
 
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 14, 15, 29] -> "0–2, 14–15, 29"."""
+    out: list[list[int]] = []
+    for v in values:
+        if out and v == out[-1][1] + 1:
+            out[-1][1] = v
+        else:
+            out.append([v, v])
+    return ", ".join(f"{a}–{b}" if a != b else f"{a}" for a, b in out)
+
+
 def markdown(d: dict) -> str:
     m, v = d["machine"], d["versions"]
     lines = [
@@ -66,6 +77,8 @@ def markdown(d: dict) -> str:
             _row("3. relayed round trip p50, ms", rtt["ours relayed"]["p50"], rtt["reference relayed"]["p50"], 2),
             _row("3. relayed round trip p99, ms", rtt["ours relayed"]["p99"], rtt["reference relayed"]["p99"], 2),
             _row("3. direct round trip p50, ms", rtt["ours direct"]["p50"], rtt["reference direct"]["p50"], 2),
+            _row("3. CPU of the relaying process during relayed transfers, % of one core (reference: its proxy)",
+                 r["cpu_percent"]["ours relayed"].get("ours gateway"), r["cpu_percent"]["reference relayed"].get("reference proxy"), 0),
         ]
     if "scale" in d:
         s = d["scale"]["stats"]
@@ -97,6 +110,12 @@ def markdown(d: dict) -> str:
             lines.append(f"| {int(n):,} | {h['per_second']:.0f} | {r['gateway_cpu_percent']:.1f} | {r['loadgen_cpu_percent']:.1f} | "
                          f"{r['rss_mib_max']:.0f} | {_num(h['p50_ms'], 2)} | {_num(h['p95_ms'], 2)} | {_num(h['p99_ms'], 2)} | "
                          f"{h['over_100ms']:,} of {h['requests']:,} | {h['errors']} | {r['running_after']:,.0f} |")
+        lines.append("")
+        for n, r in so["results"].items():
+            seconds = sorted({int(t) for t, _ in r["heartbeats"].get("slow", [])})
+            if seconds:
+                lines.append(f"At {int(n):,} clusters the heartbeats slower than 100 ms were sent in these seconds of the "
+                             f"measurement: {_ranges(seconds)}.")
         lines.append("")
     lines += [
         "Ratios are this gateway divided by the reference: below 1 is less time, fewer requests or less memory.",
