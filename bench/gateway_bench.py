@@ -65,7 +65,11 @@ def _quiet_client_finalizer(hook_args: "sys.UnraisableHookArgs") -> None:
 sys.unraisablehook = _quiet_client_finalizer
 
 
+PEAK_LOAD = [0.0]
+
+
 def log(msg: str) -> None:
+    PEAK_LOAD[0] = max(PEAK_LOAD[0], os.getloadavg()[0])
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
@@ -491,6 +495,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     data["machine"]["load_average_after"] = os.getloadavg()
+    data["machine"]["load_average_1min_peak_seen"] = max(PEAK_LOAD[0], os.getloadavg()[0])
     data["total_seconds"] = time.perf_counter() - t_begin
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -40,8 +40,9 @@ def markdown(d: dict) -> str:
         f"(UnsafeLocalBackend, its Go proxy, SimpleAuthenticator) on Python {v['python']}; client dask-gateway "
         f"{v['dask-gateway']}, dask/distributed {v['distributed']}. Both servers run at once and are driven "
         f"alternately by the same client code; heartbeat period {d['heartbeat_period']} s for both. "
-        f"Load average {m['load_average_before'][0]:.2f} before, {m['load_average_after'][0]:.2f} after "
-        "(the machine is shared). Method: [bench/README.md](../README.md#gateway_benchpy).",
+        f"Load average {m['load_average_before'][0]:.2f} before, {m['load_average_after'][0]:.2f} after"
+        + (f", up to {m['load_average_1min_peak_seen']:.1f} during the run" if "load_average_1min_peak_seen" in m else "")
+        + " (the machine is shared with other work). Method: [bench/README.md](../README.md#gateway_benchpy).",
         "",
     ]
     header = len(lines)
