@@ -37,11 +37,14 @@ test-python: build python-env ## Conformance tests with the real dask-gateway cl
 fuzz: build python-env ## Fuzz every operation of protocol/openapi.json for longer (FUZZ_EXAMPLES per operation, default 500; FUZZ_SEED)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PYTHON) -m pytest test/python/test_fuzz_protocol.py::test_fuzz -p no:cacheprovider $(PYTEST_ARGS)
 
+soak: build python-env ## Sustained load: SOAK_USERS (50) loop create/scale/compute/delete for SOAK_MINUTES (10) beside SOAK_SIMULATED (1000) heartbeating clusters
+	$(PYTHON) test/soak/soak.py --users $${SOAK_USERS:-50} --minutes $${SOAK_MINUTES:-10} --simulated $${SOAK_SIMULATED:-1000}
+
 test-swarm: build python-env ## Tests on a real swarm: make up, three Docker-in-Docker nodes, restart, make down
 	scripts/docker-engine.sh --swarm
 	$(PYTHON) -m pytest test/swarm $(PYTEST_ARGS)
 
-.PHONY: help node-deps python-env build run test test-unit test-python test-swarm fuzz
+.PHONY: help node-deps python-env build run test test-unit test-python test-swarm soak fuzz
 
 BENCH_STAMP := .venv/.bench-requirements
 $(BENCH_STAMP): requirements-bench.txt requirements-test.txt requirements.txt | python-env

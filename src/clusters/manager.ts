@@ -38,6 +38,8 @@ export interface ManagerOptions {
 
 const MAX_EVENTS = 200;
 const WAIT_LIMIT_MS = 20_000;
+/** Clusters checked between two turns of the event loop during a periodic sweep. */
+const CHECKS_PER_TURN = 100;
 
 export class ClusterManager {
   private readonly clusters = new Map<string, ClusterRecord>();
@@ -358,7 +360,13 @@ export class ClusterManager {
     if (this.checking) return;
     this.checking = true;
     try {
-      for (const c of [...this.clusters.values()]) await this.checkCluster(c);
+      let checked = 0;
+      for (const c of [...this.clusters.values()]) {
+        await this.checkCluster(c);
+        // Checks mostly resolve at once, so without this a sweep of thousands of clusters would hold the
+        // event loop, and heartbeats and API requests, until it ends.
+        if (++checked % CHECKS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
+      }
     } finally {
       this.checking = false;
     }

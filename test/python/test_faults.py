@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import requests
@@ -16,13 +17,14 @@ CREATED = 1  # Job.CREATED in src/clusters/model.ts
 
 
 def processes_in(workdir) -> list[tuple[int, bytes]]:
-    """(pid, command line) of every process whose working directory is `workdir`."""
+    """(pid, command line) of every process of the cluster whose directory is `workdir`, even once it is removed."""
+    marker = f"DASK_GATEWAY_CLUSTER_NAME={Path(workdir).name}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if os.readlink(f"/proc/{entry}/cwd") == str(workdir):
+            if marker in open(f"/proc/{entry}/environ", "rb").read().split(b"\0"):
                 found.append((int(entry), open(f"/proc/{entry}/cmdline", "rb").read()))
         except OSError:
             continue

@@ -90,7 +90,8 @@ export function processesIn(dir: string): Array<{ pid: number; argv: string[] }>
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readlinkSync(`/proc/${entry}/cwd`) !== dir) continue;
+      const cwd = readlinkSync(`/proc/${entry}/cwd`);
+      if (cwd !== dir && cwd !== `${dir} (deleted)`) continue; // Linux marks a removed directory so
       const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean);
       found.push({ pid: Number(entry), argv });
     } catch {

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { newKeypair } from "../../../src/tls/keypair.js";
 
 describe("newKeypair", () => {
-  it("has the reference's profile: CN=dask-internal, SAN with the bare name, PKCS#8 key", async () => {
+  it("has the reference's profile (CN=dask-internal, SAN with the bare name, PKCS#8 key) with an ECDSA P-256 key", async () => {
     const { cert, key } = await newKeypair("abc123");
     expect(key.startsWith("-----BEGIN PRIVATE KEY-----\n")).toBe(true);
     const dir = mkdtempSync(join(tmpdir(), "kp-"));
@@ -17,9 +17,10 @@ describe("newKeypair", () => {
     expect(text).toMatch(/Subject: CN ?= ?dask-internal/);
     expect(text).toMatch(/Issuer: CN ?= ?dask-internal/);
     expect(text).toMatch(/DNS:abc123, DNS:dask-internal, DNS:skein-internal/);
-    expect(text).toMatch(/Public-Key: \(2048 bit\)/);
-    expect(text).toMatch(/sha256WithRSAEncryption/);
-    expect(execFileSync("openssl", ["pkey", "-in", join(dir, "k.pem"), "-noout", "-text"], { encoding: "utf8" })).toMatch(/2048 bit/);
+    expect(text).toMatch(/Public-Key: \(256 bit\)/);
+    expect(text).toMatch(/ecdsa-with-SHA256/);
+    expect(text).toMatch(/NIST CURVE: P-256/);
+    expect(execFileSync("openssl", ["pkey", "-in", join(dir, "k.pem"), "-noout", "-text"], { encoding: "utf8" })).toMatch(/256 bit/);
   });
 
   it("works for mutual TLS as CA, server and client certificate at once", async () => {

@@ -1,0 +1,237 @@
+"""Sustained load on one gateway (local backend), then a leak check.
+
+Simulated users each loop create, scale(1), compute, shutdown with the real dask_gateway client, real
+`dask scheduler` and `dask worker` processes, while simulated clusters (a stand-in scheduler created through the
+API like any other cluster) only heartbeat at the default period (bench/loadgen.mjs sends the heartbeats).
+Afterwards: every cluster stopped, no process left in any cluster directory, the gateway's open files and memory
+compared with their starting level. `make soak` runs the full version; test/python/test_soak.py a short one.
+
+    .venv/bin/python test/soak/soak.py [--users 50] [--minutes 10] [--simulated 1000] [--out FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "test" / "python"))
+from conftest import start_gateway, stop_gateway  # noqa: E402
+
+PASSWORD = "soak-password-7d1e"
+HEARTBEAT_PERIOD = 15  # the gateway's default
+SIMULATED_ENV = "DGW_SOAK_SIMULATED"
+
+# `local.dask_command` for the soak: clusters created with DGW_SOAK_SIMULATED in their environment option get a
+# stand-in scheduler that records its name, token and API URL for the heartbeat generator, then sleeps until the
+# gateway stops it; every other cluster runs the real dask command.
+DASK_WRAPPER = """#!/bin/sh
+if [ -n "${env}" ]; then
+  token="$DASK_GATEWAY_API_TOKEN"
+  case "$token" in */*) token=$(cat "$token");; esac
+  printf '%s %s %s\\n' "$DASK_GATEWAY_CLUSTER_NAME" "$token" "$DASK_GATEWAY_API_URL" >> {spool}
+  exec sleep 100000
+fi
+exec {dask} "$@"
+"""
+
+
+@dataclass
+class Tally:
+    """Outcomes of the users' loops (thread-safe)."""
+    loops: int = 0
+    seconds: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ok(self, seconds: float) -> None:
+        with self.lock:
+            self.loops += 1
+            self.seconds.append(seconds)
+
+    def fail(self, what: str) -> None:
+        with self.lock:
+            self.failures.append(what)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def open_files(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Pids whose working directory is inside `directory`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/cwd").startswith(str(directory) + "/"):
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def user_loop(url: str, user: str, deadline: float, tally: Tally) -> None:
+    """create, scale(1), compute, shutdown until the deadline; every exception is a failure."""
+    from dask_gateway import BasicAuth, Gateway
+
+    with Gateway(url, auth=BasicAuth(user, PASSWORD)) as gateway:
+        while time.time() < deadline:
+            started = time.time()
+            try:
+                cluster = gateway.new_cluster()
+                try:
+                    cluster.scale(1)
+                    with cluster.get_client(set_as_default=False) as client:
+                        client.wait_for_workers(1, timeout=300)
+                        assert client.submit(sum, [1, 2, 3], pure=False).result(timeout=120) == 6
+                finally:
+                    cluster.shutdown()
+                tally.ok(time.time() - started)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+                tally.fail(f"{user}: {exc!r}"[:300])
+
+
+def create_simulated(url: str, count: int) -> list[str]:
+    def create(i: int) -> str:
+        r = requests.post(f"{url}/api/v1/clusters/", json={"cluster_options": {"environment": {SIMULATED_ENV: "1"}}},
+                          auth=(f"sim-{i % 20}", PASSWORD), timeout=120)
+        r.raise_for_status()
+        return r.json()["name"]
+
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(create, range(count)))
+
+
+def stop_all(url: str, names: list[str]) -> None:
+    def stop(name: str) -> None:
+        requests.delete(f"{url}/api/v1/admin/clusters/{name}", auth=("soak-admin", PASSWORD), timeout=60).raise_for_status()
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(stop, names))
+
+
+def active_count(url: str) -> int:
+    """Clusters not yet STOPPED or FAILED (the default listing leaves out those already stopping)."""
+    return len(requests.get(f"{url}/api/v1/admin/clusters", params={"status": "PENDING,RUNNING,STOPPING"},
+                            auth=("soak-admin", PASSWORD), timeout=60).json())
+
+
+def run(users: int, seconds: float, simulated: int, tmp: Path, log=print) -> dict:
+    """Runs the soak and answers its figures; `failures` and `leaks` must both be empty for a pass."""
+    spool = tmp / "simulated.txt"
+    spool.touch()
+    wrapper = tmp / "dask-wrapper"
+    wrapper.write_text(DASK_WRAPPER.format(env=SIMULATED_ENV, spool=spool, dask=ROOT / ".venv" / "bin" / "dask"))
+    wrapper.chmod(0o755)
+    gw = start_gateway(tmp, **{
+        "auth.password": PASSWORD, "auth.admin_users": "soak-admin", "local.dask_command": str(wrapper),
+        "clusters.heartbeat_period": str(HEARTBEAT_PERIOD), "limits.create_rate": "100000", "log.level": "info",
+    })
+    pid = gw.proc.pid
+    start = {"rss_mib": rss_mib(pid), "open_files": open_files(pid)}
+    peak_rss = start["rss_mib"]
+    report: dict = {"users": users, "seconds": seconds, "simulated": simulated, "start": start}
+    try:
+        t0 = time.time()
+        sim_names = create_simulated(gw.url, simulated)
+        report["simulated_create_seconds"] = round(time.time() - t0, 1)
+        log(f"soak: {simulated} simulated clusters created in {report['simulated_create_seconds']} s")
+        deadline = time.time() + 120
+        while len(spool.read_text().splitlines()) < simulated:
+            if time.time() > deadline:
+                raise RuntimeError(f"only {len(spool.read_text().splitlines())} of {simulated} simulated schedulers started")
+            time.sleep(0.2)
+        targets = tmp / "targets.json"
+        targets.write_text(json.dumps([dict(zip(("name", "token", "api_url"), line.split())) for line in spool.read_text().splitlines()]))
+        beats = subprocess.Popen(["node", str(ROOT / "bench" / "loadgen.mjs"), "heartbeats", str(targets), str(HEARTBEAT_PERIOD),
+                                  str(seconds), "0", str(HEARTBEAT_PERIOD)], stdout=subprocess.PIPE, text=True)
+        tally = Tally()
+        # dask_gateway 2026.3.0's Gateway.__del__ closes the client synchronously on its own event loop; when the
+        # cycle collector happens to run on that loop's thread, the loop waits for itself forever. Collection runs
+        # on this thread instead while the users loop.
+        gc.disable()
+        deadline = time.time() + seconds
+        threads = [threading.Thread(target=user_loop, args=(gw.url, f"soak-{i}", deadline, tally), daemon=True) for i in range(users)]
+        for t in threads:
+            t.start()
+            time.sleep(0.2)  # a ramp, not a thundering herd
+        while beats.poll() is None:
+            peak_rss = max(peak_rss, rss_mib(pid))
+            gc.collect()  # here, never on a client's event-loop thread (see run_users)
+            time.sleep(1)
+        heartbeats = json.loads(beats.communicate()[0])
+        # Stopped as soon as their heartbeats end (the users may still be finishing a loop), so that none times out.
+        stop_all(gw.url, sim_names)
+        for t in threads:
+            while t.is_alive():
+                gc.collect()
+                t.join(1)
+        report["loops"] = tally.loops
+        report["loop_seconds_median"] = round(sorted(tally.seconds)[len(tally.seconds) // 2], 1) if tally.seconds else None
+        report["heartbeats"] = {k: heartbeats[k] for k in ("requests", "errors", "p50_ms", "p99_ms", "max_ms", "statuses")}
+        failures = list(tally.failures)
+        if heartbeats["errors"] or set(heartbeats["statuses"]) - {"200"}:
+            failures.append(f"heartbeats: {heartbeats['errors']} errors, statuses {heartbeats['statuses']}")
+        report["failures"] = failures
+        log(f"soak: {tally.loops} user loops, {len(failures)} failures, {heartbeats['requests']} heartbeats")
+
+        deadline = time.time() + 120
+        while active_count(gw.url) and time.time() < deadline:
+            time.sleep(1)
+        time.sleep(3)  # lets closed connections and timers settle before measuring
+        end = {"rss_mib": rss_mib(pid), "open_files": open_files(pid)}
+        report["end"] = end
+        report["peak_rss_mib"] = round(peak_rss, 1)
+        leaks = []
+        if active_count(gw.url):
+            leaks.append(f"{active_count(gw.url)} clusters still active")
+        if processes_under(gw.state_dir / "clusters"):
+            leaks.append(f"processes left in cluster directories: {processes_under(gw.state_dir / 'clusters')}")
+        left = list((gw.state_dir / "clusters").glob("*"))
+        if left:
+            leaks.append(f"{len(left)} cluster directories left")
+        if end["open_files"] > start["open_files"] + 5:
+            leaks.append(f"open files grew from {start['open_files']} to {end['open_files']}")
+        report["leaks"] = leaks
+        return report
+    finally:
+        gc.enable()
+        stop_gateway(gw)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--simulated", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=ROOT / "test-artifacts" / "soak.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dgw-soak-") as tmp:
+        report = run(args.users, args.minutes * 60, args.simulated, Path(tmp))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return 1 if report["failures"] or report["leaks"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
