@@ -1,11 +1,13 @@
-"""The Docker engine becomes unreachable under a swarm gateway: requests that need it get a 503 that says why,
-nothing is half-done, running clusters are not failed, and the gateway recovers by itself when the engine returns.
+"""A swarm gateway run on the host, so that a test controls its settings and its path to the Docker engine.
 
-The gateway runs on the host (backend swarm) and reaches the engine through a Unix-socket relay that the test
-switches off and on, so the engine itself keeps running the cluster's services meanwhile.
+When the engine becomes unreachable, requests that need it get a 503 that says why, nothing is half-done, running
+clusters are not failed, and the gateway recovers by itself when the engine returns. The gateway reaches the
+engine through a Unix-socket relay that the test switches off and on, so the engine keeps running the cluster's
+services meanwhile. A missing image fails a cluster at once with Docker's reason.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -83,11 +85,9 @@ def labelled(kind: str) -> list[str]:
     return sh("docker", kind, "ls", "-q", "--filter", f"label=dask-gateway.gateway={GATEWAY_ID}").split()
 
 
-@pytest.fixture
-def outage_gateway(tmp_path):
-    subprocess.run([str(ROOT / "scripts" / "build-images.sh"), "--sidecar-only"], check=True, stdout=subprocess.DEVNULL)
-    if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True).returncode != 0:
-        sh("docker", "network", "create", "--driver", "overlay", "--attachable", NETWORK)
+@contextlib.contextmanager
+def host_gateway(tmp_path: Path, *extra: str):
+    """A swarm gateway on the host, reaching the engine through a SocketSwitch; yields (url, switch)."""
     # The host as containers see it: the address of docker0 (scripts/docker-engine.sh advertises the same).
     host_ip = sh("ip", "-4", "-o", "addr", "show", "docker0").split()[3].split("/")[0]
     with socket.socket() as s:
@@ -99,7 +99,8 @@ def outage_gateway(tmp_path):
            "DOCKER_HOST": f"unix://{switch.path}", "DGW_AUTH_PASSWORD": AUTH[1]}
     args = ["node", str(ROOT / "dist" / "cli.js"), "--backend", "swarm", "--address", f"0.0.0.0:{port}",
             "--api_url", f"http://{host_ip}:{port}/api", "--swarm.network", NETWORK, "--swarm.gateway_id", GATEWAY_ID,
-            "--state_dir", str(tmp_path / "state"), "--clusters.check_period", "1", "--log.format", "json", "--log.level", "debug"]
+            "--state_dir", str(tmp_path / "state"), "--clusters.check_period", "1", "--log.format", "json",
+            "--log.level", "debug", *extra]
     log = tmp_path / "gateway.log"
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
     url = f"http://127.0.0.1:{port}"
@@ -112,8 +113,23 @@ def outage_gateway(tmp_path):
         proc.wait(60)
         switch.off()
         wait_for(lambda: labelled("service") == [] and labelled("secret") == [], 60, "the test gateway's objects to go")
-        sh("docker", "network", "rm", NETWORK, check=False)
         print(log.read_text()[-3000:])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def network_and_image():
+    """The sidecar image and the overlay network, once for the module (removing a network takes a moment)."""
+    subprocess.run([str(ROOT / "scripts" / "build-images.sh"), "--sidecar-only"], check=True, stdout=subprocess.DEVNULL)
+    if subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True).returncode != 0:
+        sh("docker", "network", "create", "--driver", "overlay", "--attachable", NETWORK)
+    yield
+    sh("docker", "network", "rm", NETWORK, check=False)
+
+
+@pytest.fixture
+def outage_gateway(tmp_path):
+    with host_gateway(tmp_path) as running:
+        yield running
 
 
 def _healthy(url: str) -> bool:
@@ -153,3 +169,14 @@ def test_engine_outage_gives_503_and_the_gateway_recovers(outage_gateway):
     switch.on()
     wait_for(lambda: status(url, name) == "STOPPED", 90, "the stop to finish after the outage")
     wait_for(lambda: labelled("service") == [] and labelled("secret") == [], 60, "the cluster's services and secrets to go")
+
+
+def test_missing_image_fails_the_cluster_at_once_with_dockers_reason(tmp_path):
+    with host_gateway(tmp_path, "--swarm.image", "dgw-no-such-image:0") as (url, _switch):
+        started = time.time()
+        name = requests.post(f"{url}/api/v1/clusters/", json={}, auth=AUTH, timeout=30).json()["name"]
+        wait_for(lambda: status(url, name) == "FAILED", 60, "the cluster to fail")
+        assert time.time() - started < 30, "a missing image fails the start at once, not after clusters.start_timeout"
+        reason = requests.get(f"{url}/api/v1/clusters/{name}/events", auth=AUTH, timeout=10).json()["reason"]
+        assert "dgw-no-such-image:0" in reason or "No such image" in reason, reason
+        wait_for(lambda: labelled("service") == [] and labelled("secret") == [], 60, "the cluster's objects to go")
