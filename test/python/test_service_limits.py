@@ -40,3 +40,9 @@ def test_silent_connection_is_closed_after_the_hello_timeout(strict):
         assert s.recv(10) == b""  # closed by the gateway, not by our timeout
         assert 0.5 < time.time() - started < 5
     assert strict.metric("dask_gateway_connections_total", 'outcome="timeout"') >= 1
+
+
+def test_oversized_headers_are_refused_with_431(strict):
+    huge = requests.get(f"{strict.url}/api/v1/clusters/", headers={"X-Padding": "x" * 20_000}, auth=("ursula", "pw"))
+    assert huge.status_code == 431
+    assert requests.get(f"{strict.url}/api/health").ok

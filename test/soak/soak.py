@@ -218,6 +218,30 @@ def run(users: int, seconds: float, simulated: int, tmp: Path, log=print) -> dic
         stop_gateway(gw)
 
 
+def markdown(report: dict) -> str:
+    """The report as the table committed in bench/results/soak.md."""
+    beats = report["heartbeats"]
+    rows = [
+        ("users looping create, scale(1), compute, shutdown", report["users"]),
+        ("duration, s", report["seconds"]),
+        ("completed user loops", report["loops"]),
+        ("median loop, s", report["loop_seconds_median"]),
+        ("simulated clusters (heartbeat only, every 15 s)", report["simulated"]),
+        ("creating the simulated clusters, s", report["simulated_create_seconds"]),
+        ("heartbeats sent / failed", f"{beats['requests']} / {beats['errors']}"),
+        ("heartbeat p50 / p99 / max, ms", f"{beats['p50_ms']:.1f} / {beats['p99_ms']:.1f} / {beats['max_ms']:.1f}"),
+        ("failed user loops or requests", len(report["failures"])),
+        ("gateway memory at start / peak / end, MiB",
+         f"{report['start']['rss_mib']:.0f} / {report['peak_rss_mib']:.0f} / {report['end']['rss_mib']:.0f}"),
+        ("gateway open files at start / end", f"{report['start']['open_files']} / {report['end']['open_files']}"),
+        ("leaks (processes, directories, clusters, files)", "; ".join(report["leaks"]) or "none"),
+    ]
+    lines = ["| figure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    if report["failures"]:
+        lines += ["", "Failures (first 10):", "", *(f"- `{f}`" for f in report["failures"][:10])]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=50)
@@ -229,7 +253,8 @@ def main() -> int:
         report = run(args.users, args.minutes * 60, args.simulated, Path(tmp))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
     return 1 if report["failures"] or report["leaks"] else 0
 
 

@@ -86,6 +86,9 @@ def test_secrets_are_files_not_environment(gw, password):
         assert spec["User"] == "1000:1000"
         assert scheduler["Spec"]["EndpointSpec"]["Mode"] == "dnsrr"
         assert not any(m.get("Source") == "/var/run/docker.sock" for m in spec.get("Mounts", []))
+        # The gateway's own service and containers hold no secret either: its password is a Docker secret file.
+        inspected = sh("docker", "service", "inspect", "dgw_gateway") + sh("docker", "inspect", *sh("docker", "ps", "-q").split())
+        assert password not in inspected and key_body not in inspected
     finally:
         cluster.shutdown()
 
