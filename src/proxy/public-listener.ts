@@ -87,7 +87,9 @@ export class PublicListener {
   private accept(socket: net.Socket): void {
     this.pending.add(socket);
     let buffered: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => finish("timeout"), this.opts.helloTimeoutMs ?? 10_000);
+    // Timers run before I/O in each turn of the event loop: on a starved loop the first bytes may be waiting
+    // unread when the timer fires, so the verdict waits for one I/O phase (setImmediate runs after it).
+    const timer = setTimeout(() => setImmediate(() => this.pending.has(socket) && finish("timeout")), this.opts.helloTimeoutMs ?? 10_000);
     const onData = (chunk: Buffer) => {
       buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
       const c = classify(buffered);

@@ -15,6 +15,7 @@ import tls from "node:tls";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PublicListener, type Outcome } from "../../../src/proxy/public-listener.js";
+import { captureHello } from "./helpers.js";
 
 const HOST = "127.0.0.1";
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -251,6 +252,33 @@ describe("PublicListener timeouts and close()", () => {
       expect(seen).toEqual(["timeout", "timeout"]);
     } finally {
       await quick.close();
+    }
+  });
+
+  // Timers run before I/O in a turn of the event loop: a hello that arrived while the loop was blocked must win.
+  it("serves a hello that is waiting unread when the hello timeout fires on a starved event loop", async () => {
+    const seen: Outcome[] = [];
+    const starved = new PublicListener({
+      resolveScheduler: () => ({ host: HOST, port: schedulerPort }),
+      onOutcome: (o) => seen.push(o),
+      log: pino({ level: "silent" }),
+      helloTimeoutMs: 50,
+    });
+    const starvedPort = (await starved.listen(0, HOST)).port;
+    const hello = await captureHello({ servername: "daskgateway-echo" });
+    try {
+      const raw = net.connect({ host: HOST, port: starvedPort });
+      raw.on("error", () => undefined);
+      await new Promise((r) => raw.once("connect", r));
+      await sleep(10); // the listener has accepted and armed its timer
+      raw.write(hello);
+      const blockedUntil = Date.now() + 200;
+      while (Date.now() < blockedUntil); // the loop is starved past the timeout while the hello waits in the kernel
+      await until(() => seen.length > 0, "a verdict");
+      expect(seen).toEqual(["tls-scheduler"]);
+      raw.destroy();
+    } finally {
+      await starved.close();
     }
   });
 
