@@ -117,7 +117,7 @@ async function createBackend(config: GatewayConfig, log: Logger): Promise<Backen
     const { SwarmBackend } = await import("./backends/swarm/swarm-backend.js");
     return SwarmBackend.create(config, log.child({ component: "swarm" }));
   }
-  return new LocalBackend({ clustersDir: join(config.stateDir, "clusters"), daskCommand: config.local.daskCommand });
+  return new LocalBackend({ clustersDir: join(config.stateDir, "clusters"), daskCommand: config.local.daskCommand, niceness: config.local.niceness });
 }
 
 /** Local schedulers reach the gateway over plain HTTP on the loopback (the public port speaks both). */

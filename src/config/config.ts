@@ -28,7 +28,7 @@ export interface GatewayConfig {
     cookieMaxAge: number;
   };
   backend: "local" | "swarm";
-  local: { daskCommand: string | null };
+  local: { daskCommand: string | null; niceness: number };
   swarm: {
     network: string;
     image: string;
@@ -100,7 +100,7 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
       cookieMaxAge: num("auth.cookie_max_age")!,
     },
     backend: str("backend") as GatewayConfig["backend"],
-    local: { daskCommand: str("local.dask_command") },
+    local: { daskCommand: str("local.dask_command"), niceness: num("local.niceness")! },
     swarm: {
       network: str("swarm.network")!,
       image: str("swarm.image")!,

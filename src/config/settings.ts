@@ -47,6 +47,7 @@ export const SETTINGS: readonly SettingDef[] = [
 
   def("backend", "enum", "local", "Where clusters run: `local` processes or `swarm` services.", { choices: ["local", "swarm"] }),
   def("local.dask_command", "string", null, "The `dask` executable for local clusters. Default: .venv/bin/dask of this project if present, else `dask` on PATH."),
+  def("local.niceness", "int", 10, "How much lower the CPU priority of local cluster processes is than the gateway's (0: the same; at most 19), so the API and the relay stay responsive when clusters saturate the machine.", { min: 0 }),
   def("swarm.network", "string", "dgw", "Overlay network for schedulers, workers and the gateway."),
   def("swarm.image", "string", "dgw-sidecar:latest", "Image of scheduler and worker services."),
   def("swarm.scheduler_constraint", "list", [], "Placement constraints of scheduler services, e.g. node.role==manager."),

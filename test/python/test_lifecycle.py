@@ -1,6 +1,7 @@
 """Cluster lifecycle with real `dask scheduler` and `dask worker` processes (reference section 4)."""
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -40,6 +41,9 @@ def test_scale_starts_and_stops_worker_processes(gateway, alice):
     try:
         cluster.scale(2)
         wait_for(lambda: len(gateway.worker_pids(cluster.name)) == 2, 90, what="two worker processes")
+        # local.niceness (default 10): cluster processes yield the CPU to the gateway.
+        gateway_nice = os.getpriority(os.PRIO_PROCESS, gateway.proc.pid)
+        assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in gateway.worker_pids(cluster.name)} == {min(19, gateway_nice + 10)}
         cluster.adapt(minimum=0, maximum=2)  # accepted by the scheduler
         cluster.scale(0)
         wait_for(lambda: len(gateway.worker_pids(cluster.name)) == 0, 90, what="no worker processes")

@@ -21,6 +21,8 @@ export interface LocalBackendOptions {
   clustersDir: string;
   /** The `dask` executable; null finds the project's .venv or PATH. */
   daskCommand: string | null;
+  /** How much lower than the gateway's the CPU priority of cluster processes is (0 to 19). */
+  niceness?: number;
   /** Stop escalation, shortened in tests. */
   stopSteps?: Array<[NodeJS.Signals, number]>;
 }
@@ -111,7 +113,7 @@ export class LocalBackend implements Backend {
 
   private async spawn(workdir: string, logName: string, args: string[], env: Record<string, string>): Promise<number> {
     try {
-      return await spawnLogged({ command: this.dask, args, cwd: workdir, env, logFile: join(workdir, "logs", logName) });
+      return await spawnLogged({ command: this.dask, args, cwd: workdir, env, logFile: join(workdir, "logs", logName), niceness: this.options.niceness ?? 0 });
     } catch (err) {
       throw new BackendError(`cannot start '${this.dask}': ${(err as Error).message}`);
     }

@@ -3,6 +3,7 @@
  * (SIGINT, then SIGTERM, then SIGKILL) and a record of how each one ended.
  */
 import { spawn } from "node:child_process";
+import { getPriority, setPriority } from "node:os";
 import { openSync, closeSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 
 export interface ExitInfo {
@@ -20,6 +21,8 @@ export interface SpawnOptions {
   cwd: string;
   env: Record<string, string>;
   logFile: string;
+  /** Added to the gateway's niceness (capped at 19): the process and what it starts yield the CPU to the gateway. */
+  niceness: number;
 }
 
 /** Starts a process in a new session with stdout and stderr appended to its log file; resolves with its pid. */
@@ -37,6 +40,7 @@ export function spawnLogged(options: SpawnOptions): Promise<number> {
       child.once("spawn", () => {
         const pid = child.pid!;
         live.add(pid);
+        lowerPriority(pid, options.niceness);
         child.once("exit", (code, signal) => {
           live.delete(pid);
           exits.set(pid, { code, signal });
@@ -109,6 +113,15 @@ export function killAllSync(): void {
 /** Pids of running processes started by this gateway. */
 export function livePids(): number[] {
   return [...live];
+}
+
+function lowerPriority(pid: number, niceness: number): void {
+  if (niceness <= 0) return;
+  try {
+    setPriority(pid, Math.min(19, getPriority() + niceness));
+  } catch {
+    // Not permitted here (or already exited): the process keeps the gateway's priority.
+  }
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
