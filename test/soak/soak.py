@@ -17,10 +17,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -47,24 +45,6 @@ exec {dask} "$@"
 """
 
 
-@dataclass
-class Tally:
-    """Outcomes of the users' loops (thread-safe)."""
-    loops: int = 0
-    seconds: list[float] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def ok(self, seconds: float) -> None:
-        with self.lock:
-            self.loops += 1
-            self.seconds.append(seconds)
-
-    def fail(self, what: str) -> None:
-        with self.lock:
-            self.failures.append(what)
-
-
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -89,10 +69,16 @@ def processes_under(directory: Path) -> list[int]:
     return found
 
 
-def user_loop(url: str, user: str, deadline: float, tally: Tally) -> None:
-    """create, scale(1), compute, shutdown until the deadline; every exception is a failure."""
+def user_loop(url: str, user: str, seconds: float) -> dict:
+    """create, scale(1), compute, shutdown for `seconds`; every exception is a failure. Runs in its own process:
+    one process per user, as users are, and no GIL shared between fifty clients."""
     from dask_gateway import BasicAuth, Gateway
 
+    # dask_gateway 2026.3.0's Gateway.__del__ closes the client synchronously on its own event loop; if the cycle
+    # collector ran on that loop's thread, the loop would wait for itself forever. So it runs here, between loops.
+    gc.disable()
+    deadline = time.time() + seconds
+    result: dict = {"loops": 0, "seconds": [], "failures": []}
     with Gateway(url, auth=BasicAuth(user, PASSWORD)) as gateway:
         while time.time() < deadline:
             started = time.time()
@@ -105,9 +91,17 @@ def user_loop(url: str, user: str, deadline: float, tally: Tally) -> None:
                         assert client.submit(sum, [1, 2, 3], pure=False).result(timeout=120) == 6
                 finally:
                     cluster.shutdown()
-                tally.ok(time.time() - started)
+                result["loops"] += 1
+                result["seconds"].append(time.time() - started)
             except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-                tally.fail(f"{user}: {exc!r}"[:300])
+                result["failures"].append(f"{user}: {exc!r}"[:300])
+            gc.collect()
+    return result
+
+
+def start_user(url: str, user: str, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--user", user, "--url", url, "--seconds", str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
 def create_simulated(url: str, count: int) -> list[str]:
@@ -150,6 +144,7 @@ def run(users: int, seconds: float, simulated: int, tmp: Path, log=print) -> dic
     start = {"rss_mib": rss_mib(pid), "open_files": open_files(pid)}
     peak_rss = start["rss_mib"]
     report: dict = {"users": users, "seconds": seconds, "simulated": simulated, "start": start}
+    procs: list[subprocess.Popen] = []
     try:
         t0 = time.time()
         sim_names = create_simulated(gw.url, simulated)
@@ -164,35 +159,28 @@ def run(users: int, seconds: float, simulated: int, tmp: Path, log=print) -> dic
         targets.write_text(json.dumps([dict(zip(("name", "token", "api_url"), line.split())) for line in spool.read_text().splitlines()]))
         beats = subprocess.Popen(["node", str(ROOT / "bench" / "loadgen.mjs"), "heartbeats", str(targets), str(HEARTBEAT_PERIOD),
                                   str(seconds), "0", str(HEARTBEAT_PERIOD)], stdout=subprocess.PIPE, text=True)
-        tally = Tally()
-        # dask_gateway 2026.3.0's Gateway.__del__ closes the client synchronously on its own event loop; when the
-        # cycle collector happens to run on that loop's thread, the loop waits for itself forever. Collection runs
-        # on this thread instead while the users loop.
-        gc.disable()
-        deadline = time.time() + seconds
-        threads = [threading.Thread(target=user_loop, args=(gw.url, f"soak-{i}", deadline, tally), daemon=True) for i in range(users)]
-        for t in threads:
-            t.start()
+        for i in range(users):
+            procs.append(start_user(gw.url, f"soak-{i}", seconds))
             time.sleep(0.2)  # a ramp, not a thundering herd
         while beats.poll() is None:
             peak_rss = max(peak_rss, rss_mib(pid))
-            gc.collect()  # here, never on a client's event-loop thread (see run_users)
             time.sleep(1)
         heartbeats = json.loads(beats.communicate()[0])
         # Stopped as soon as their heartbeats end (the users may still be finishing a loop), so that none times out.
         stop_all(gw.url, sim_names)
-        for t in threads:
-            while t.is_alive():
-                gc.collect()
-                t.join(1)
-        report["loops"] = tally.loops
-        report["loop_seconds_median"] = round(sorted(tally.seconds)[len(tally.seconds) // 2], 1) if tally.seconds else None
+        results = []
+        for proc in procs:
+            out, _ = proc.communicate()
+            results.append(json.loads(out) if proc.returncode == 0 else {"loops": 0, "seconds": [], "failures": [f"user process exited {proc.returncode}"]})
+        loop_seconds = sorted(t for r in results for t in r["seconds"])
+        report["loops"] = sum(r["loops"] for r in results)
+        report["loop_seconds_median"] = round(loop_seconds[len(loop_seconds) // 2], 1) if loop_seconds else None
         report["heartbeats"] = {k: heartbeats[k] for k in ("requests", "errors", "p50_ms", "p99_ms", "max_ms", "statuses")}
-        failures = list(tally.failures)
+        failures = [f for r in results for f in r["failures"]]
         if heartbeats["errors"] or set(heartbeats["statuses"]) - {"200"}:
             failures.append(f"heartbeats: {heartbeats['errors']} errors, statuses {heartbeats['statuses']}")
         report["failures"] = failures
-        log(f"soak: {tally.loops} user loops, {len(failures)} failures, {heartbeats['requests']} heartbeats")
+        log(f"soak: {report['loops']} user loops, {len(failures)} failures, {heartbeats['requests']} heartbeats")
 
         deadline = time.time() + 120
         while active_count(gw.url) and time.time() < deadline:
@@ -214,7 +202,8 @@ def run(users: int, seconds: float, simulated: int, tmp: Path, log=print) -> dic
         report["leaks"] = leaks
         return report
     finally:
-        gc.enable()
+        for proc in procs:
+            proc.kill()  # only those still running after an error: the others have exited
         stop_gateway(gw)
 
 
@@ -248,7 +237,13 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--simulated", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "test-artifacts" / "soak.json")
+    parser.add_argument("--user", help=argparse.SUPPRESS)  # internal: one user's loop, in its own process
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.user:
+        print(json.dumps(user_loop(args.url, args.user, args.seconds)))
+        return 0
     with tempfile.TemporaryDirectory(prefix="dgw-soak-") as tmp:
         report = run(args.users, args.minutes * 60, args.simulated, Path(tmp))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,7 @@ export function processesIn(dir: string): Array<{ pid: number; argv: string[] }>
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cwd = readlinkSync(`/proc/${entry}/cwd`);
-      if (cwd !== dir && cwd !== `${dir} (deleted)`) continue; // Linux marks a removed directory so
+      if (cwd !== dir && cwd !== `${dir} (deleted)`) continue; // a removed directory reads "<dir> (deleted)"
       const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean);
       found.push({ pid: Number(entry), argv });
     } catch {
