@@ -30,6 +30,7 @@ from conftest import start_gateway, stop_gateway  # noqa: E402
 PASSWORD = "soak-password-7d1e"
 HEARTBEAT_PERIOD = 15  # the gateway's default
 SIMULATED_ENV = "DGW_SOAK_SIMULATED"
+USER_NICENESS = 5  # below the gateway (0), above the clusters (local.niceness 10)
 
 # `local.dask_command` for the soak: clusters created with DGW_SOAK_SIMULATED in their environment option get a
 # stand-in scheduler that records its name, token and API URL for the heartbeat generator, then sleeps until the
@@ -100,8 +101,10 @@ def user_loop(url: str, user: str, seconds: float) -> dict:
 
 
 def start_user(url: str, user: str, seconds: float) -> subprocess.Popen:
+    """A user's process, at a lower CPU priority than the gateway and the heartbeat generator: users run on their
+    own machines, and here they must not starve what is measured."""
     return subprocess.Popen([sys.executable, __file__, "--user", user, "--url", url, "--seconds", str(seconds)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=lambda: os.nice(USER_NICENESS))
 
 
 def create_simulated(url: str, count: int) -> list[str]:
@@ -127,6 +130,23 @@ def active_count(url: str) -> int:
     """Clusters not yet STOPPED or FAILED (the default listing leaves out those already stopping)."""
     return len(requests.get(f"{url}/api/v1/admin/clusters", params={"status": "PENDING,RUNNING,STOPPING"},
                             auth=("soak-admin", PASSWORD), timeout=60).json())
+
+
+def gateway_view(url: str) -> dict:
+    """The gateway's own figures from /api/metrics: how it answered heartbeats, how it closed connections, and how
+    late its event loop ran. They tell the gateway's share apart from the load generator's and the clients'."""
+    text = requests.get(f"{url}/api/metrics", timeout=60).text
+    view: dict = {"connections": {}, "heartbeat_buckets": {}}
+    for line in text.splitlines():
+        if line.startswith("dask_gateway_connections_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            view["connections"][outcome] = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("dask_gateway_http_request_duration_seconds_bucket{") and "heartbeat" in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            view["heartbeat_buckets"][le] = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith(("dask_gateway_nodejs_eventloop_lag_max_seconds ", "dask_gateway_nodejs_eventloop_lag_p99_seconds ")):
+            view[line.split()[0].replace("dask_gateway_nodejs_", "")] = float(line.split()[1])
+    return view
 
 
 def run(users: int, seconds: float, simulated: int, tmp: Path, log=print) -> dict:
@@ -166,6 +186,7 @@ def run(users: int, seconds: float, simulated: int, tmp: Path, log=print) -> dic
             peak_rss = max(peak_rss, rss_mib(pid))
             time.sleep(1)
         heartbeats = json.loads(beats.communicate()[0])
+        report["gateway_view"] = gateway_view(gw.url)
         # Stopped as soon as their heartbeats end (the users may still be finishing a loop), so that none times out.
         stop_all(gw.url, sim_names)
         results = []
@@ -220,6 +241,11 @@ def markdown(report: dict) -> str:
         ("heartbeats sent / failed", f"{beats['requests']} / {beats['errors']}"),
         ("heartbeat p50 / p99 / max, ms", f"{beats['p50_ms']:.1f} / {beats['p99_ms']:.1f} / {beats['max_ms']:.1f}"),
         ("failed user loops or requests", len(report["failures"])),
+        ("gateway: heartbeats answered within 10 ms / 100 ms / total",
+         " / ".join(str(report["gateway_view"]["heartbeat_buckets"].get(le, 0)) for le in ("0.01", "0.1", "+Inf"))),
+        ("gateway: event loop lag p99 / max, ms", f"{1000 * report['gateway_view'].get('eventloop_lag_p99_seconds', 0):.0f} / "
+                                                  f"{1000 * report['gateway_view'].get('eventloop_lag_max_seconds', 0):.0f}"),
+        ("gateway: connections by outcome", ", ".join(f"{k} {v}" for k, v in sorted(report["gateway_view"]["connections"].items()))),
         ("gateway memory at start / peak / end, MiB",
          f"{report['start']['rss_mib']:.0f} / {report['peak_rss_mib']:.0f} / {report['end']['rss_mib']:.0f}"),
         ("gateway open files at start / end", f"{report['start']['open_files']} / {report['end']['open_files']}"),
