@@ -238,7 +238,7 @@ def markdown(report: dict) -> str:
         ("median loop, s", report["loop_seconds_median"]),
         ("simulated clusters (heartbeat only, every 15 s)", report["simulated"]),
         ("creating the simulated clusters, s", report["simulated_create_seconds"]),
-        ("heartbeats sent / failed", f"{beats['requests']} / {beats['errors']}"),
+        ("heartbeats answered / failed (client side)", f"{beats['requests']} / {beats['errors']}"),
         ("heartbeat p50 / p99 / max, ms", f"{beats['p50_ms']:.1f} / {beats['p99_ms']:.1f} / {beats['max_ms']:.1f}"),
         ("failed user loops or requests", len(report["failures"])),
         ("gateway: heartbeats answered within 10 ms / 100 ms / total",
