@@ -22,6 +22,23 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 USERS = {"alice": ("alice-pw", False), "bob": ("bob-pw", False), "root": ("root-pw", True)}
 
+# Against a deployed gateway (test/swarm runs this suite against `make up`): its URL and shared password. Only the
+# modules below run there, without their tests marked local_only; the others start gateways of their own or look
+# at the gateway's local processes and files.
+REMOTE_URL = os.environ.get("DGW_TEST_GATEWAY_URL")
+REMOTE_MODULES = {"test_api_conformance", "test_lifecycle", "test_options", "test_proxy", "test_protocol_responses"}
+if REMOTE_URL:
+    USERS = {name: (os.environ["DGW_TEST_GATEWAY_PASSWORD"], admin) for name, (_pw, admin) in USERS.items()}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not REMOTE_URL:
+        return
+    skip = pytest.mark.skip(reason=f"needs a gateway of its own or its local processes (running against {REMOTE_URL})")
+    for item in items:
+        if item.module.__name__ not in REMOTE_MODULES or item.get_closest_marker("local_only"):
+            item.add_marker(skip)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -229,6 +246,9 @@ SIX_OPTIONS = {
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory, users_file) -> RunningGateway:
     """The main test gateway: a users file (alice, bob, admin root) and options of all six types."""
+    if REMOTE_URL:
+        yield RunningGateway(REMOTE_URL, int(REMOTE_URL.rsplit(":", 1)[1]), Path("/nonexistent"), Path("/dev/null"), None)
+        return
     tmp = tmp_path_factory.mktemp("gateway")
     options = tmp / "options.json"
     options.write_text(json.dumps(SIX_OPTIONS))

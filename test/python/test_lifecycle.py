@@ -36,6 +36,7 @@ def test_new_cluster_runs_and_report_has_exactly_eight_keys(gateway, alice):
         cluster.shutdown()
 
 
+@pytest.mark.local_only
 def test_scale_starts_and_stops_worker_processes(gateway, alice):
     cluster = alice.new_cluster()
     try:
@@ -51,6 +52,7 @@ def test_scale_starts_and_stops_worker_processes(gateway, alice):
         cluster.shutdown()
 
 
+@pytest.mark.local_only
 def test_shutdown_empties_list_at_once_and_stopped_stays_visible(gateway, alice):
     cluster = alice.new_cluster()
     name = cluster.name
@@ -126,6 +128,7 @@ def limited(tmp_path_factory):
     stop_gateway(gw)
 
 
+@pytest.mark.local_only
 def test_shared_password_mode_any_user(limited):
     from dask_gateway import BasicAuth, Gateway
 
@@ -136,6 +139,7 @@ def test_shared_password_mode_any_user(limited):
             gw.list_clusters()
 
 
+@pytest.mark.local_only
 def test_resource_limit_warnings_use_reference_texts(limited):
     from dask_gateway import BasicAuth, Gateway
 
@@ -159,6 +163,7 @@ def test_resource_limit_warnings_use_reference_texts(limited):
             cluster.shutdown()
 
 
+@pytest.mark.local_only
 def test_idle_timeout_default_options(tmp_path):
     from dask_gateway import BasicAuth, Gateway
 
@@ -176,6 +181,7 @@ def test_idle_timeout_default_options(tmp_path):
         stop_gateway(gw)
 
 
+@pytest.mark.local_only
 def test_killed_scheduler_fails_the_cluster_with_a_reason(gateway, alice):
     import os
     import signal
@@ -199,6 +205,7 @@ def _cwd(pid):
         return None
 
 
+@pytest.mark.local_only
 def test_stopping_the_gateway_leaves_no_process(tmp_path):
     from dask_gateway import BasicAuth, Gateway
 

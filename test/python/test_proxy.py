@@ -168,6 +168,7 @@ def orphaning(tmp_path_factory):
     stop_gateway(gw)
 
 
+@pytest.mark.local_only
 def test_orphan_cluster_is_stopped_after_its_last_client_left(orphaning):
     from dask_gateway import BasicAuth, Gateway
 

@@ -2,8 +2,11 @@
 then spread over Docker-in-Docker nodes. Run by `make test-swarm` (part of `make test`)."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -151,6 +154,38 @@ def test_one_worker_per_node_clamp_drain_and_node_loss(gw, three_nodes):
     finally:
         client.close()
         cluster.shutdown()
+
+
+def python_suite_options() -> dict:
+    """SIX_OPTIONS of test/python/conftest.py: the one definition of the options the conformance tests expect."""
+    spec = importlib.util.spec_from_file_location("python_suite_conftest", ROOT / "test" / "python" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.SIX_OPTIONS
+
+
+def test_conformance_suite_runs_against_the_stack(password, three_nodes, tmp_path):
+    """test/python's conformance tests, unchanged, against the gateway that `make up` deployed; options of all six
+    types and an admin are configured as an operator would: a Docker config and the service's environment."""
+    options = tmp_path / "options.json"
+    options.write_text(json.dumps(python_suite_options()))
+    config = f"dgw-test-options-{int(time.time())}"
+    sh("docker", "config", "create", config, str(options))
+    update = ["docker", "service", "update", "--quiet", "dgw_gateway"]
+    sh(*update, "--config-add", f"source={config},target=/etc/dgw/options.json,mode=0444",
+       "--env-add", "DGW_CLUSTERS_OPTIONS_FILE=/etc/dgw/options.json", "--env-add", "DGW_AUTH_ADMIN_USERS=root")
+    try:
+        wait_for(lambda: requests.get(f"{URL}/api/health", timeout=2).ok if _up() else False, 120, "the reconfigured gateway")
+        env = {**os.environ, "DGW_TEST_GATEWAY_URL": URL, "DGW_TEST_GATEWAY_PASSWORD": password}
+        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test/python"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+        print(run.stdout[-4000:])
+        assert run.returncode == 0, run.stdout[-4000:]
+    finally:
+        sh(*update, "--config-rm", config, "--env-rm", "DGW_CLUSTERS_OPTIONS_FILE", "--env-rm", "DGW_AUTH_ADMIN_USERS", check=False)
+        wait_for(lambda: requests.get(f"{URL}/api/health", timeout=2).ok if _up() else False, 120, "the gateway as deployed")
+        sh("docker", "config", "rm", config, check=False)
 
 
 def test_cluster_keeps_computing_across_a_gateway_restart(gw):
