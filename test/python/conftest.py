@@ -1,6 +1,7 @@
 """Fixtures that run the real gateway (node dist/cli.js) with the local backend, as a user would."""
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -220,6 +221,16 @@ def stop_gateway(gw: RunningGateway) -> None:
         gw.proc.wait()
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"gateway-{gw.port}.log").write_text(gw.log_text())
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_here():
+    """dask_gateway 2026.3.0's Gateway.__del__ closes the client synchronously on its own event loop, so when the
+    cycle collector happens to run on that loop's thread the loop waits for itself forever (seen after a refused
+    new_cluster()). Automatic collection is off during the tests; garbage is collected here, on the main thread."""
+    gc.disable()
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
