@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "test" / "python"))
 from conftest import start_gateway, stop_gateway  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from servers import rss_mib  # noqa: E402
+
 PASSWORD = "soak-password-7d1e"
 HEARTBEAT_PERIOD = 15  # the gateway's default
 SIMULATED_ENV = "DGW_SOAK_SIMULATED"
@@ -44,13 +47,6 @@ if [ -n "${env}" ]; then
 fi
 exec {dask} "$@"
 """
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def open_files(pid: int) -> int:
