@@ -81,6 +81,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     onOutcome: (outcome: string) => metrics.connections.inc({ outcome }),
     helloTimeoutMs: config.limits.helloTimeout * 1000,
     maxConnections: config.limits.maxConnections,
+    backlog: config.limits.listenBacklog,
     log: log.child({ component: "proxy" }),
   };
   const listener = new PublicListener({ ...listenerOptions, httpServer, httpsServer });

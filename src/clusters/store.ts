@@ -19,16 +19,21 @@ export interface ClusterStore {
 export function fileStore(dir: string, onBadFile: (file: string, err: Error) => void): ClusterStore {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const path = (name: string) => join(dir, `${name}.json`);
+  const written = new Map<string, string>(); // what each file holds: most reconciles change nothing
   return {
     save(cluster) {
       const { workers, events: _events, clients: _clients, ...rest } = cluster;
       const stored: StoredCluster = { ...rest, workers: [...workers.values()] };
+      const text = JSON.stringify(stored);
+      if (written.get(cluster.name) === text) return;
       const tmp = `${path(cluster.name)}.tmp`;
-      writeFileSync(tmp, JSON.stringify(stored), { mode: 0o600 });
+      writeFileSync(tmp, text, { mode: 0o600 });
       renameSync(tmp, path(cluster.name));
+      written.set(cluster.name, text);
     },
     remove(name) {
       rmSync(path(name), { force: true });
+      written.delete(name);
     },
     load() {
       const out: ClusterRecord[] = [];

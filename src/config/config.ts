@@ -60,6 +60,7 @@ export interface GatewayConfig {
     userMaxWorkers: number | null;
     maxBodyBytes: number;
     maxConnections: number;
+    listenBacklog: number;
     helloTimeout: number;
     createRate: number;
   };
@@ -132,6 +133,7 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
       userMaxWorkers: num("limits.user_max_workers"),
       maxBodyBytes: num("limits.max_body_bytes")!,
       maxConnections: num("limits.max_connections")!,
+      listenBacklog: num("limits.listen_backlog")!,
       helloTimeout: num("limits.hello_timeout")!,
       createRate: num("limits.create_rate")!,
     },

@@ -76,6 +76,7 @@ export const SETTINGS: readonly SettingDef[] = [
   def("limits.user_max_workers", "int", null, "Maximum workers per user across all of their clusters.", { min: 0 }),
   def("limits.max_body_bytes", "int", 1048576, "Largest request body accepted.", { min: 1024 }),
   def("limits.max_connections", "int", 10000, "Most connections the public port holds open at once; more are refused.", { min: 1 }),
+  def("limits.listen_backlog", "int", 4096, "Connections the kernel queues on each listening port until the gateway accepts them (capped by net.core.somaxconn); a burst beyond it waits for TCP retransmits.", { min: 1 }),
   def("limits.hello_timeout", "number", 10, "Seconds a new connection may take to send its first bytes (HTTP request or TLS ClientHello).", { min: 0.1 }),
   def("limits.create_rate", "int", 30, "Clusters one user may create per minute.", { min: 1 }),
 ];

@@ -32,6 +32,8 @@ export interface PublicListenerOptions {
   helloTimeoutMs?: number;
   /** Most connections held open at once; the kernel's backlog holds the rest until Node refuses them. */
   maxConnections?: number;
+  /** Connections the kernel queues until they are accepted (Node's default, 511, overflows in heartbeat bursts). */
+  backlog?: number;
   /** How long connecting to a scheduler may take before the client is closed (default 10 s, as the Go proxy). */
   connectTimeoutMs?: number;
 }
@@ -53,7 +55,7 @@ export class PublicListener {
   listen(port: number, host: string): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.server.once("error", reject);
-      this.server.listen(port, host, () => {
+      this.server.listen({ port, host, backlog: this.opts.backlog }, () => {
         this.server.removeListener("error", reject);
         resolve(this.server.address() as AddressInfo);
       });

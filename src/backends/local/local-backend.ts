@@ -3,15 +3,18 @@
  * `dask worker` per worker, all in the cluster's own directory with its credentials and logs.
  */
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, realpath, rm, writeFile, type FileHandle } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, BackendState, SchedulerLaunch, WorkerLaunch } from "../backend.js";
 import { BackendError } from "../backend.js";
-import { exitInfo, isAlive, processesIn, spawnLogged, stopProcess } from "./processes.js";
+import { childrenIn, exitInfo, isAlive, processesIn, spawnLogged, stopProcess } from "./processes.js";
 
 /** Variables passed through from the gateway's environment, as the reference's local backend does. */
 const PASSED_ENV = ["PATH", "PYTHONPATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV", "VIRTUAL_ENV", "LANG", "LC_ALL", "HOME", "TMPDIR"];
+
+/** How much of a dead process's log is read for the reason it died. */
+const TAIL_BYTES = 8192;
 
 /** Leftovers hold no state worth a graceful stop. */
 const LEFTOVER_STOP_STEPS: Array<[NodeJS.Signals, number]> = [["SIGTERM", 3_000], ["SIGKILL", 5_000]];
@@ -30,6 +33,8 @@ export interface LocalBackendOptions {
 export class LocalBackend implements Backend {
   readonly kind = "local";
   private readonly dask: string;
+  /** Work directories this gateway created, so every process in them is its child (no /proc scan needed). */
+  private readonly ownDirs = new Set<string>();
 
   constructor(private readonly options: LocalBackendOptions) {
     this.dask = options.daskCommand ?? defaultDaskCommand();
@@ -37,6 +42,7 @@ export class LocalBackend implements Backend {
 
   async startCluster(launch: SchedulerLaunch): Promise<BackendState> {
     const workdir = join(this.options.clustersDir, launch.name);
+    if (await mkdir(workdir, { recursive: true, mode: 0o700 })) this.ownDirs.add(workdir);
     const certs = await writeCredentials(workdir, launch);
     const args = [
       "scheduler", "--protocol", "tls", "--port", "0", "--host", "127.0.0.1",
@@ -61,6 +67,7 @@ export class LocalBackend implements Backend {
     if (typeof state.pid === "number") await this.stop(state.pid, "scheduler");
     await this.stopLeftovers(workdir, () => true); // workers, and whatever a start cut short by a crash left
     await rm(workdir, { recursive: true, force: true });
+    this.ownDirs.delete(workdir);
   }
 
   /** Work directories of clusters nobody knows any more (their gateway died before recording them). */
@@ -101,12 +108,12 @@ export class LocalBackend implements Backend {
   }
 
   async checkCluster(_launch: SchedulerLaunch, state: BackendState): Promise<string | null> {
-    return typeof state.pid === "number" ? this.deathReason(state.pid, "scheduler", logTail(state.workdir, "scheduler.log")) : null;
+    return typeof state.pid === "number" ? this.deathReason(state.pid, "scheduler", state.workdir, "scheduler.log") : null;
   }
 
   async checkWorker(launch: WorkerLaunch, state: BackendState): Promise<string | null> {
-    const log = logTail(launch.clusterState.workdir, `worker-${launch.workerName}.log`);
-    return typeof state.pid === "number" ? this.deathReason(state.pid, "worker", log) : null;
+    const log = `worker-${launch.workerName}.log`;
+    return typeof state.pid === "number" ? this.deathReason(state.pid, "worker", launch.clusterState.workdir, log) : null;
   }
 
   async close(): Promise<void> {}
@@ -125,17 +132,22 @@ export class LocalBackend implements Backend {
 
   /** Stops the processes running in `workdir` that `matches` selects (whole groups, quickly). */
   private async stopLeftovers(workdir: string, matches: (argv: string[]) => boolean): Promise<void> {
-    const real = await realpath(workdir).catch(() => null);
-    if (real === null) return; // no directory, so nothing can be running in it
-    const leftovers = processesIn(real).filter((p) => matches(p.argv));
+    const running = this.ownDirs.has(workdir) ? childrenIn(workdir) : await this.scan(workdir);
+    const leftovers = running.filter((p) => matches(p.argv));
     await Promise.all(leftovers.map((p) => stopProcess(p.pid, LEFTOVER_STOP_STEPS)));
   }
 
-  private async deathReason(pid: number, what: string, tail: Promise<string>): Promise<string | null> {
+  /** Every process in a directory an earlier gateway may have used (Linux /proc). */
+  private async scan(workdir: string): Promise<Array<{ pid: number; argv: string[] }>> {
+    const real = await realpath(workdir).catch(() => null);
+    return real === null ? [] : processesIn(real); // no directory, so nothing can be running in it
+  }
+
+  private async deathReason(pid: number, what: string, workdir: unknown, logName: string): Promise<string | null> {
     if (isAlive(pid)) return null;
     const info = exitInfo(pid);
     const how = info ? (info.signal ? `was killed by ${info.signal}` : `exited with code ${info.code}`) : "is gone";
-    const last = await tail;
+    const last = await logTail(workdir, logName);
     return `${what} process ${pid} ${how}${last ? `; last log lines:\n${last}` : ""}`;
   }
 }
@@ -169,13 +181,20 @@ async function writeCredentials(workdir: string, launch: SchedulerLaunch) {
   return paths;
 }
 
+/** The last lines of a log, read from its last 8 KiB only: logs of long-lived workers grow large. */
 async function logTail(workdir: unknown, logName: string, lines = 8): Promise<string> {
   if (typeof workdir !== "string") return "";
+  let file: FileHandle | undefined;
   try {
-    const text = await readFile(join(workdir, "logs", logName), "utf8");
-    return text.trimEnd().split("\n").slice(-lines).join("\n");
+    file = await open(join(workdir, "logs", logName), "r");
+    const { size } = await file.stat();
+    const length = Math.min(size, TAIL_BYTES);
+    const { buffer } = await file.read(Buffer.alloc(length), 0, length, size - length);
+    return buffer.toString("utf8").trimEnd().split("\n").slice(-lines).join("\n");
   } catch {
     return "";
+  } finally {
+    await file?.close();
   }
 }
 

@@ -13,7 +13,8 @@ export interface ExitInfo {
 
 /** pid → how it ended, for processes this gateway started. */
 const exits = new Map<number, ExitInfo>();
-const live = new Set<number>();
+/** pid → working directory and command line, for running processes this gateway started. */
+const live = new Map<number, { cwd: string; argv: string[] }>();
 
 export interface SpawnOptions {
   command: string;
@@ -39,11 +40,18 @@ export function spawnLogged(options: SpawnOptions): Promise<number> {
       child.once("error", reject);
       child.once("spawn", () => {
         const pid = child.pid!;
-        live.add(pid);
+        live.set(pid, { cwd: options.cwd, argv: [options.command, ...options.args] });
         lowerPriority(pid, options.niceness);
         child.once("exit", (code, signal) => {
           live.delete(pid);
           exits.set(pid, { code, signal });
+          // What it started dies with it, so childrenIn() knows every process of the directory. Only the
+          // group is signalled: its id stays taken while any member lives, but the pid alone may be reused.
+          try {
+            process.kill(-pid, "SIGKILL");
+          } catch {
+            // The group is empty.
+          }
         });
         child.removeListener("error", reject);
         child.on("error", () => undefined);
@@ -105,14 +113,19 @@ export function processesIn(dir: string): Array<{ pid: number; argv: string[] }>
   return found;
 }
 
+/** Running processes this gateway started in `dir`, without scanning /proc. */
+export function childrenIn(dir: string): Array<{ pid: number; argv: string[] }> {
+  return [...live].filter(([, p]) => p.cwd === dir).map(([pid, p]) => ({ pid, argv: p.argv }));
+}
+
 /** Kills every process this gateway started and that is still running (used on exit). */
 export function killAllSync(): void {
-  for (const pid of live) signalGroup(pid, "SIGKILL");
+  for (const pid of live.keys()) signalGroup(pid, "SIGKILL");
 }
 
 /** Pids of running processes started by this gateway. */
 export function livePids(): number[] {
-  return [...live];
+  return [...live.keys()];
 }
 
 function lowerPriority(pid: number, niceness: number): void {
