@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 import requests
@@ -45,6 +46,11 @@ def test_scale_starts_and_stops_worker_processes(gateway, alice):
         # local.niceness (default 10): cluster processes yield the CPU to the gateway.
         gateway_nice = os.getpriority(os.PRIO_PROCESS, gateway.proc.pid)
         assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in gateway.worker_pids(cluster.name)} == {min(19, gateway_nice + 10)}
+        # Each process leads its own session; with scheduler autogroups on, the session's niceness is what
+        # weighs against the gateway's session.
+        if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1":
+            for pid in gateway.worker_pids(cluster.name):
+                assert Path(f"/proc/{pid}/autogroup").read_text().split()[-1] == str(min(19, gateway_nice + 10))
         cluster.adapt(minimum=0, maximum=2)  # accepted by the scheduler
         cluster.scale(0)
         wait_for(lambda: len(gateway.worker_pids(cluster.name)) == 0, 90, what="no worker processes")

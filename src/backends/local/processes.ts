@@ -4,7 +4,7 @@
  */
 import { spawn } from "node:child_process";
 import { getPriority, setPriority } from "node:os";
-import { openSync, closeSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { openSync, closeSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 
 export interface ExitInfo {
   code: number | null;
@@ -130,10 +130,15 @@ export function livePids(): number[] {
 
 function lowerPriority(pid: number, niceness: number): void {
   if (niceness <= 0) return;
+  const nice = Math.min(19, getPriority() + niceness);
   try {
-    setPriority(pid, Math.min(19, getPriority() + niceness));
+    setPriority(pid, nice);
+    // The child leads a new session, and with Linux's scheduler autogroups (on by default) each session
+    // shares the CPU with the gateway's as an equal, whatever its processes' niceness: forty cluster processes
+    // left the gateway a fortieth of the CPU. The session's own niceness fixes that.
+    writeFileSync(`/proc/${pid}/autogroup`, String(nice));
   } catch {
-    // Not permitted here (or already exited): the process keeps the gateway's priority.
+    // Not permitted here, no autogroups (other kernels), or already exited: the priority stays as it is.
   }
 }
 
