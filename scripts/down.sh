@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make down`: removes everything `make up` created: the stack, the clusters' services and secrets,
-# the network, the password secret and its copy. Idempotent; the images are kept (they are a cache).
+# `make down`: removes everything `make up` created: the stack, the clusters' services and secrets, the cluster
+# records (Docker configs), the network, the password and records-key secrets, and the password's copy.
+# Idempotent; the images are kept (they are a cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STACK=${STACK:-dgw}
@@ -24,7 +25,9 @@ for i in $(seq 1 30); do
   [ -z "$secrets" ] && break
   docker secret rm $secrets >/dev/null 2>&1 || sleep 1
 done
-docker secret rm dgw_password >/dev/null 2>&1 || true
+docker secret rm dgw_password dgw_records_key >/dev/null 2>&1 || true
+configs=$(docker config ls -q --filter "label=$label")
+[ -n "$configs" ] && { log "removing cluster records"; docker config rm $configs >/dev/null; }
 for i in $(seq 1 30); do
   docker network inspect dgw >/dev/null 2>&1 || break
   docker network rm dgw >/dev/null 2>&1 || sleep 1

@@ -23,6 +23,10 @@ if ! docker secret inspect "$SECRET" >/dev/null 2>&1; then
   (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$PASSWORD_FILE")
   docker secret create --label dask-gateway.gateway=default "$SECRET" "$PASSWORD_FILE" >/dev/null
 fi
+if ! docker secret inspect dgw_records_key >/dev/null 2>&1; then
+  log "generating the key that encrypts cluster records kept in the swarm (Docker secret dgw_records_key)"
+  head -c 32 /dev/urandom | base64 | docker secret create --label dask-gateway.gateway=default dgw_records_key - >/dev/null
+fi
 [ -s "$PASSWORD_FILE" ] || { log "the secret $SECRET exists but $PASSWORD_FILE is gone; 'make down' and 'make up' make a new one"; exit 1; }
 
 log "deploying stack $STACK"

@@ -16,7 +16,7 @@ import type { Backend } from "./backends/backend.js";
 import { LocalBackend } from "./backends/local/local-backend.js";
 import { killAllSync } from "./backends/local/processes.js";
 import { ClusterManager } from "./clusters/manager.js";
-import { fileStore } from "./clusters/store.js";
+import { fileStore, migratingStore, type ClusterStore } from "./clusters/store.js";
 import type { GatewayConfig } from "./config/config.js";
 import type { Logger } from "./logging.js";
 import { Metrics } from "./metrics.js";
@@ -50,7 +50,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   let apiUrl = config.apiUrl ?? "";
   const manager = new ClusterManager({
     backend, log: log.child({ component: "clusters" }), clusters: config.clusters, limits: config.limits, catalog,
-    store: fileStore(join(config.stateDir, "records"), (file, err) => log.warn({ file, err: err.message }, "unreadable cluster record skipped")),
+    store: recordStore(config, backend, log),
     get apiUrl() {
       return apiUrl;
     },
@@ -119,6 +119,19 @@ async function createBackend(config: GatewayConfig, log: Logger): Promise<Backen
     return SwarmBackend.create(config, log.child({ component: "swarm" }));
   }
   return new LocalBackend({ clustersDir: join(config.stateDir, "clusters"), daskCommand: config.local.daskCommand, niceness: config.local.niceness });
+}
+
+/** The backend's own record store if it has one (records from state_dir move into it), else state_dir. */
+function recordStore(config: GatewayConfig, backend: Backend, log: Logger): ClusterStore {
+  const onBadRecord = (cluster: string, err: Error) =>
+    log.warn({ cluster, err: err.message }, "unreadable cluster record: the cluster is neither adopted nor removed");
+  const local = fileStore(join(config.stateDir, "records"), onBadRecord);
+  const own = backend.recordStore?.(onBadRecord);
+  if (own) return migratingStore(own, local);
+  if (config.backend === "swarm") {
+    log.warn("cluster records are kept in state_dir on this machine only: set swarm.records_key_file (make up does) so that a gateway moved to another manager re-adopts its clusters");
+  }
+  return local;
 }
 
 /** Local schedulers reach the gateway over plain HTTP on the loopback (the public port speaks both). */

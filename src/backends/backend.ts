@@ -2,6 +2,7 @@
  * The small interface every place that runs clusters implements. The cluster manager decides *what*
  * should happen; a backend only knows *how* to start, stop and check one scheduler or worker.
  */
+import type { ClusterStore } from "../clusters/store.js";
 
 /** JSON-serialisable facts a backend needs to find its scheduler or worker again (pid, service id...). */
 export type BackendState = Record<string, string | number | boolean | null>;
@@ -56,6 +57,8 @@ export interface Backend {
   ping?(): Promise<void>;
   /** Removes what clusters not in `known` left behind (after a crash of an earlier gateway). */
   cleanupOrphans?(known: ReadonlySet<string>): Promise<void>;
+  /** A store for cluster records that lives with the backend's clusters (the swarm), when configured. */
+  recordStore?(onBadRecord: (cluster: string, err: Error) => void): ClusterStore | undefined;
   /** Releases resources of the backend itself (not the clusters). */
   close(): Promise<void>;
 }

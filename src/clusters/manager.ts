@@ -65,7 +65,8 @@ export class ClusterManager {
   /** Re-adopts the clusters of an earlier run, removes what they left behind, and starts the periodic checks. */
   async start(): Promise<void> {
     const now = this.now();
-    for (const c of this.opts.store.load()) {
+    const { records, unreadable } = await this.opts.store.load();
+    for (const c of records) {
       // Whatever was in flight is resumed: the reconciler takes it from its recorded state.
       c.lastHeartbeat = now;
       c.lastClientSeen = now;
@@ -76,6 +77,7 @@ export class ClusterManager {
       for (const w of c.workers.values()) this.queue.put(workerKey(c.name, w.name));
     }
     const known = new Set([...this.clusters.values()].filter((c) => c.status < Job.STOPPED).map((c) => c.name));
+    for (const name of unreadable) known.add(name); // left running: its record may be readable again later
     await this.opts.backend.cleanupOrphans?.(known);
     this.checkTimer = setInterval(() => void this.checkAll(), this.opts.clusters.checkPeriod * 1000);
     this.checkTimer.unref();
@@ -126,8 +128,13 @@ export class ClusterManager {
       workerFailures: 0, reason: null, events: [], state: {}, workers: new Map(), clients: 0, lastClientSeen: now,
     };
     this.clusters.set(name, cluster);
+    try {
+      await this.opts.store.save(cluster);
+    } catch (err) {
+      this.clusters.delete(name);
+      throw new PublicError(503, `the cluster could not be recorded (${(err as Error).message}); nothing was created; try again shortly`);
+    }
     this.event(cluster, "created", `created by ${user.name} with options ${JSON.stringify(parsed.options)}`);
-    this.opts.store.save(cluster);
     this.queue.put(clusterKey(name));
     return cluster;
   }
@@ -240,7 +247,9 @@ export class ClusterManager {
       await Promise.race([this.queue.idle(), sleep(30_000)]);
     }
     this.queue.close();
-    for (const c of this.clusters.values()) this.opts.store.save(c);
+    await Promise.all([...this.clusters.values()].map((c) => this.opts.store.save(c).catch((err: Error) => {
+      this.opts.log.warn({ cluster: c.name, err: err.message }, "could not record the cluster on shutdown");
+    })));
     for (const waiters of this.readyWaiters.values()) for (const w of waiters) w();
   }
 
@@ -258,7 +267,8 @@ export class ClusterManager {
         await this.reconcileCluster(cluster);
       }
     } finally {
-      if (this.clusters.has(cluster.name)) this.opts.store.save(cluster);
+      // A record that cannot be written fails the reconcile, which the queue retries with backoff.
+      if (this.clusters.has(cluster.name)) await this.opts.store.save(cluster);
     }
   }
 
@@ -478,7 +488,7 @@ export class ClusterManager {
 
   private forget(c: ClusterRecord): void {
     this.clusters.delete(c.name);
-    this.opts.store.remove(c.name);
+    this.opts.store.remove(c.name).catch((err: Error) => this.opts.log.warn({ cluster: c.name, err: err.message }, "could not remove the cluster's record"));
     this.readyWaiters.delete(c.name);
   }
 

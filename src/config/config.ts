@@ -38,6 +38,7 @@ export interface GatewayConfig {
     reservedCores: number;
     reservedMemoryGiB: number;
     gatewayId: string;
+    recordsKeyFile: string | null;
   };
   clusters: {
     heartbeatPeriod: number;
@@ -111,6 +112,7 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
       reservedCores: num("swarm.reserved_cores")!,
       reservedMemoryGiB: num("swarm.reserved_memory")!,
       gatewayId: str("swarm.gateway_id")!,
+      recordsKeyFile: str("swarm.records_key_file"),
     },
     clusters: {
       heartbeatPeriod,

@@ -55,6 +55,7 @@ export const SETTINGS: readonly SettingDef[] = [
   def("swarm.workers_per_node", "int", 1, "Maximum workers of one cluster on one node.", { min: 1 }),
   def("swarm.reserved_cores", "number", 0.5, "CPU cores left free on each node when sizing workers from the node.", { min: 0 }),
   def("swarm.reserved_memory", "number", 1, "GiB of memory left free on each node when sizing workers from the node.", { min: 0 }),
+  def("swarm.records_key_file", "string", null, "File holding the key (16+ characters, e.g. a Docker secret) that encrypts cluster records kept in the swarm as Docker configs, so that a gateway moved to another manager re-adopts its clusters. Unset: records stay in state_dir on this machine."),
   def("swarm.gateway_id", "string", "default", "Identity label of this gateway on Docker objects, so several gateways can share a swarm."),
 
   def("clusters.heartbeat_period", "number", 15, "Seconds between scheduler heartbeats.", { min: 0.1 }),

@@ -2,6 +2,7 @@
 then spread over Docker-in-Docker nodes. Run by `make test-swarm` (part of `make test`)."""
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
@@ -222,9 +223,52 @@ def test_cluster_keeps_computing_across_a_gateway_restart(gw):
     cluster.shutdown()
 
 
-def _up() -> bool:
+def test_gateway_moved_to_another_manager_readopts_its_clusters(gw, password, three_nodes):
+    """Cluster records live in the swarm as encrypted Docker configs, not on the manager's state volume: the gateway,
+    moved to another manager (an empty volume there), re-adopts a running cluster, which goes on computing."""
+    env = {**os.environ, "DGW_NODE_IMAGES": "dgw-sidecar:latest dgw-gateway:latest"}
+    nodes = subprocess.run([str(ROOT / "scripts" / "swarm-nodes.sh"), "up", "3"], env=env, check=True,
+                           capture_output=True, text=True).stdout.split()
+    target, spare = nodes[0], nodes[1]
+    cluster = gw.new_cluster()
+    cluster.scale(1)
+    client = cluster.get_client()
+    client.wait_for_workers(1, timeout=180)
+    assert client.submit(lambda x: x + 1, 1).result(timeout=60) == 2
+    client.close()
+
+    (record,) = json.loads(sh("docker", "config", "inspect", *sh("docker", "config", "ls", "-q", "--filter",
+                                                                  f"label=dask-gateway.record-of={cluster.name}").split()))
+    stored = base64.b64decode(record["Spec"]["Data"]).decode()
+    tls_key = requests.get(f"{URL}/api/v1/clusters/{cluster.name}", auth=("alice", password)).json()["tls_key"]
+    assert tls_key.splitlines()[1] not in stored and "alice" not in stored, "records are encrypted"
+
+    update = ["docker", "service", "update", "--quiet", "dgw_gateway"]
+    # Three managers, so that losing one Docker-in-Docker node never costs the swarm its quorum.
+    sh("docker", "node", "promote", target, spare)
     try:
-        return requests.get(f"{URL}/api/health", timeout=2).ok
+        sh(*update, "--constraint-add", f"node.hostname=={target}")
+        ip = sh("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", target).strip()
+        moved = f"http://{ip}:8000"
+        wait_for(lambda: _up(moved), 180, f"the gateway on {target}")
+        with Gateway(moved, auth=BasicAuth("alice", password)) as there:
+            assert [(r.name, r.status.name) for r in there.list_clusters()] == [(cluster.name, "RUNNING")]
+            again = there.connect(cluster.name)
+            client = again.get_client()
+            client.wait_for_workers(1, timeout=120)
+            assert client.submit(lambda x: x * 3, 5, pure=False).result(timeout=120) == 15
+            client.close()
+            again.shutdown()
+            wait_for(lambda: services(cluster.name) == [], 90, "the cluster's services to go")
+    finally:
+        sh(*update, "--constraint-rm", f"node.hostname=={target}", check=False)
+        wait_for(_up, 180, "the gateway back on the first manager")
+        sh("docker", "node", "demote", target, spare, check=False)
+
+
+def _up(url: str = URL) -> bool:
+    try:
+        return requests.get(f"{url}/api/health", timeout=2).ok
     except requests.RequestException:
         return False
 

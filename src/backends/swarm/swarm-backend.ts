@@ -2,7 +2,9 @@
  * Runs each cluster on Docker Swarm: credentials as secrets, the scheduler as a dnsrr service on the
  * gateway's overlay network, and each worker as a service pinned to its own node.
  */
+import { readFileSync } from "node:fs";
 import Docker from "dockerode";
+import type { ClusterStore } from "../../clusters/store.js";
 import type { GatewayConfig } from "../../config/config.js";
 import type { Logger } from "../../logging.js";
 import { BackendError, type Backend, type BackendState, type SchedulerLaunch, type WorkerLaunch } from "../backend.js";
@@ -11,6 +13,7 @@ import {
   type SecretKind, type SwarmSettings,
 } from "./docker-objects.js";
 import { eligibleNodes, pickNode, sizeWorker, type SwarmNode } from "./placement.js";
+import { recordsKey, swarmRecordStore } from "./record-store.js";
 
 const TASK_POLL_MS = 500;
 /** A task that stays pending with an error (no node fits, image missing) this long fails the start. */
@@ -30,6 +33,8 @@ export class SwarmBackend implements Backend {
     private readonly log: Logger,
     /** Waiting for a task never outlives the manager's own start timeouts. */
     private readonly waitLimitMs: number,
+    /** Encrypts the cluster records kept in the swarm; null keeps them in state_dir. */
+    private readonly recordsKey: Buffer | null,
   ) {}
 
   /** Connects to the engine and checks that it is a swarm manager with the configured network. */
@@ -47,7 +52,11 @@ export class SwarmBackend implements Backend {
       schedulerConstraints: config.swarm.schedulerConstraints,
     };
     const waitLimitMs = 1000 * Math.max(config.clusters.startTimeout, config.clusters.workerStartTimeout);
-    return new SwarmBackend(docker, settings, config.swarm, log, waitLimitMs);
+    return new SwarmBackend(docker, settings, config.swarm, log, waitLimitMs, readRecordsKey(config.swarm));
+  }
+
+  recordStore(onBadRecord: (cluster: string, err: Error) => void): ClusterStore | undefined {
+    return this.recordsKey ? swarmRecordStore(this.docker, this.settings.gatewayId, this.recordsKey, onBadRecord) : undefined;
   }
 
   async startCluster(launch: SchedulerLaunch): Promise<BackendState> {
@@ -266,4 +275,13 @@ function isNotFound(err: unknown): boolean {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+function readRecordsKey(swarm: GatewayConfig["swarm"]): Buffer | null {
+  if (!swarm.recordsKeyFile) return null;
+  try {
+    return recordsKey(readFileSync(swarm.recordsKeyFile, "utf8"), swarm.gatewayId);
+  } catch (err) {
+    throw new BackendError(`swarm.records_key_file ${swarm.recordsKeyFile}: ${(err as Error).message}`);
+  }
 }
