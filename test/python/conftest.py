@@ -170,8 +170,9 @@ for _name, (_password, _admin) in USERS.items():
     SECRET_WATCH.add_secret(_password, f"the password of {_name}")
 
 
-def start_gateway(tmp: Path, **settings) -> RunningGateway:
-    """Starts a gateway with the given settings (flag names as keys) and waits for /api/health."""
+def start_gateway(tmp: Path, own_session: bool = False, **settings) -> RunningGateway:
+    """Starts a gateway with the given settings (flag names as keys) and waits for /api/health; `own_session` runs it
+    in a session of its own, as a service runs (Linux then shares the CPU between sessions before processes)."""
     port = free_port()
     state = tmp / "state"
     state.mkdir(parents=True, exist_ok=True)
@@ -195,7 +196,8 @@ def start_gateway(tmp: Path, **settings) -> RunningGateway:
             args += [f"--{key}", str(value)]
     log_file = tmp / "gateway.log"
     SECRET_WATCH.watch(state, log_file)
-    proc = subprocess.Popen(args, stdout=open(tmp / "gateway.out", "w"), stderr=open(log_file, "w"), env=env)
+    proc = subprocess.Popen(args, stdout=open(tmp / "gateway.out", "w"), stderr=open(log_file, "w"), env=env,
+                            start_new_session=own_session)
     url = f"http://127.0.0.1:{port}"
     last_error = None
     deadline = time.time() + 30

@@ -96,11 +96,22 @@ def user_loop(url: str, user: str, seconds: float) -> dict:
     return result
 
 
+def lower_priority(niceness: int) -> None:
+    """In a new process of its own session: its niceness, and its session's (Linux scheduler autogroups share the
+    CPU between sessions first, whatever the niceness of their processes)."""
+    os.nice(niceness)
+    try:
+        Path("/proc/self/autogroup").write_text(str(niceness))
+    except OSError:
+        pass  # no autogroups on this kernel
+
+
 def start_user(url: str, user: str, seconds: float) -> subprocess.Popen:
-    """A user's process, at a lower CPU priority than the gateway and the heartbeat generator: users run on their
-    own machines, and here they must not starve what is measured."""
+    """A user's process, in its own session at a lower CPU priority than the gateway and the heartbeat generator:
+    users run on their own machines, and here they must not starve what is measured."""
     return subprocess.Popen([sys.executable, __file__, "--user", user, "--url", url, "--seconds", str(seconds)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=lambda: os.nice(USER_NICENESS))
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+                            preexec_fn=lambda: lower_priority(USER_NICENESS))
 
 
 def create_simulated(url: str, count: int) -> list[str]:
@@ -152,7 +163,8 @@ def run(users: int, seconds: float, simulated: int, tmp: Path, log=print) -> dic
     wrapper = tmp / "dask-wrapper"
     wrapper.write_text(DASK_WRAPPER.format(env=SIMULATED_ENV, spool=spool, dask=ROOT / ".venv" / "bin" / "dask"))
     wrapper.chmod(0o755)
-    gw = start_gateway(tmp, **{
+    # The gateway and the heartbeat generator each in a session of their own, as services run.
+    gw = start_gateway(tmp, own_session=True, **{
         "auth.password": PASSWORD, "auth.admin_users": "soak-admin", "local.dask_command": str(wrapper),
         "clusters.heartbeat_period": str(HEARTBEAT_PERIOD), "limits.create_rate": "100000", "log.level": "info",
     })
@@ -174,7 +186,8 @@ def run(users: int, seconds: float, simulated: int, tmp: Path, log=print) -> dic
         targets = tmp / "targets.json"
         targets.write_text(json.dumps([dict(zip(("name", "token", "api_url"), line.split())) for line in spool.read_text().splitlines()]))
         beats = subprocess.Popen(["node", str(ROOT / "bench" / "loadgen.mjs"), "heartbeats", str(targets), str(HEARTBEAT_PERIOD),
-                                  str(seconds), "0", str(HEARTBEAT_PERIOD)], stdout=subprocess.PIPE, text=True)
+                                  str(seconds), "0", str(HEARTBEAT_PERIOD)], stdout=subprocess.PIPE, text=True,
+                                 start_new_session=True)
         for i in range(users):
             procs.append(start_user(gw.url, f"soak-{i}", seconds))
             time.sleep(0.2)  # a ramp, not a thundering herd
