@@ -59,7 +59,10 @@ export function applyHeartbeat(cluster: ClusterRecord, msg: HeartbeatMessage, ma
       pending.push(worker);
     }
   }
-  if (effects.workerConnected) cluster.workerFailures = 0;
+  if (effects.workerConnected) {
+    cluster.workerFailures = 0;
+    cluster.workerTimeouts = 0;
+  }
   // Only workers that never connected are stopped here; connected ones leave through the scheduler's retirement.
   let excess = msg.active_workers.length + pending.length - count;
   pending.sort((a, b) => a.status - b.status || a.createdAt - b.createdAt);
@@ -70,6 +73,15 @@ export function applyHeartbeat(cluster: ClusterRecord, msg: HeartbeatMessage, ma
     excess--;
   }
   return effects;
+}
+
+/**
+ * How long a worker may take to connect: `base`, doubled for each consecutive worker of the cluster that did not
+ * connect in time (at most 8x). On a machine too loaded to start a worker within `base`, replacing each slow
+ * worker after the same time would waste every start and never connect one.
+ */
+export function workerStartAllowance(cluster: ClusterRecord, baseSeconds: number): number {
+  return baseSeconds * 2 ** Math.min(cluster.workerTimeouts ?? 0, 3);
 }
 
 export type ScaleDecision = { kind: "fail"; reason: string } | { kind: "start"; count: number } | { kind: "none" };

@@ -11,7 +11,7 @@ import type { User } from "../auth/users.js";
 import { newKeypair } from "../tls/keypair.js";
 import { clampAdapt, clampScale } from "../options/limits.js";
 import type { OptionsCatalog } from "../options/catalog.js";
-import { applyHeartbeat, decideScale, type HeartbeatMessage } from "./heartbeat.js";
+import { applyHeartbeat, decideScale, workerStartAllowance, type HeartbeatMessage } from "./heartbeat.js";
 import { Job, isActive, publicStatus, type ClusterRecord, type ClusterStatus, type WorkerRecord } from "./model.js";
 import { sendToScheduler, type SchedulerMessage } from "./scheduler-api.js";
 import type { ClusterStore } from "./store.js";
@@ -408,14 +408,16 @@ export class ClusterManager {
   }
 
   private async checkWorkers(c: ClusterRecord, now: number): Promise<void> {
+    const allowed = workerStartAllowance(c, this.opts.clusters.workerStartTimeout);
     for (const w of [...c.workers.values()]) {
       if (w.target !== Job.RUNNING || w.status !== Job.SUBMITTED) continue;
       const dead = await this.opts.backend.checkWorker(this.workerLaunch(c, w), w.state).catch(() => null);
       if (dead) {
         this.workerFailed(c, w, dead);
-      } else if (w.submittedAt !== null && now - w.submittedAt > this.opts.clusters.workerStartTimeout * 1000) {
+      } else if (w.submittedAt !== null && now - w.submittedAt > allowed * 1000) {
         w.target = Job.FAILED;
-        this.event(c, "worker-failed", `worker ${w.name} did not connect within clusters.worker_start_timeout`, "warn");
+        c.workerTimeouts = (c.workerTimeouts ?? 0) + 1;
+        this.event(c, "worker-failed", `worker ${w.name} did not connect within ${allowed} s (clusters.worker_start_timeout, doubled for each worker of this cluster that did not, up to 8 times)`, "warn");
         this.queue.put(workerKey(c.name, w.name));
       }
     }

@@ -68,6 +68,8 @@ export interface ClusterRecord {
   lastHeartbeat: number | null;
   /** Consecutive worker start failures; reset when a worker connects. */
   workerFailures: number;
+  /** Consecutive workers that did not connect in time; each one doubles the next one's time. Reset when one connects. */
+  workerTimeouts?: number;
   /** Why the cluster stopped or failed, once it did. */
   reason: string | null;
   events: ClusterEvent[];

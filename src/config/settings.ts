@@ -61,7 +61,7 @@ export const SETTINGS: readonly SettingDef[] = [
   def("clusters.heartbeat_period", "number", 15, "Seconds between scheduler heartbeats.", { min: 0.1 }),
   def("clusters.heartbeat_timeout", "number", null, "Seconds without a heartbeat before a running cluster fails. Default: 2 x heartbeat_period."),
   def("clusters.start_timeout", "number", 60, "Seconds a cluster may take from creation to its first heartbeat.", { min: 1 }),
-  def("clusters.worker_start_timeout", "number", 60, "Seconds a worker may take to connect to its scheduler.", { min: 1 }),
+  def("clusters.worker_start_timeout", "number", 60, "Seconds a worker may take to connect to its scheduler; doubled for each worker of the cluster that did not connect in time (up to 8 times), so slow machines still get their workers.", { min: 1 }),
   def("clusters.worker_start_failure_limit", "int", 3, "Consecutive worker start failures before the cluster fails.", { min: 1 }),
   def("clusters.check_period", "number", null, "Seconds between timeout and liveness checks. Default: derived from the timeouts (at most 15)."),
   def("clusters.stopped_retention", "number", 86400, "Seconds stopped and failed clusters stay visible with ?status=STOPPED,FAILED.", { min: 0 }),

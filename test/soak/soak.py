@@ -96,22 +96,13 @@ def user_loop(url: str, user: str, seconds: float) -> dict:
     return result
 
 
-def lower_priority(niceness: int) -> None:
-    """In a new process of its own session: its niceness, and its session's (Linux scheduler autogroups share the
-    CPU between sessions first, whatever the niceness of their processes)."""
-    os.nice(niceness)
-    try:
-        Path("/proc/self/autogroup").write_text(str(niceness))
-    except OSError:
-        pass  # no autogroups on this kernel
-
-
 def start_user(url: str, user: str, seconds: float) -> subprocess.Popen:
-    """A user's process, in its own session at a lower CPU priority than the gateway and the heartbeat generator:
-    users run on their own machines, and here they must not starve what is measured."""
+    """A user's process, at a lower CPU priority than the gateway and the heartbeat generator: users run on their
+    own machines, and here they must not starve what is measured. All users share this script's session: with Linux
+    scheduler autogroups the CPU is shared between sessions first, and fifty sessions of users would take it from
+    their own clusters (a run so made had workers wait over 300 s to start)."""
     return subprocess.Popen([sys.executable, __file__, "--user", user, "--url", url, "--seconds", str(seconds)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-                            preexec_fn=lambda: lower_priority(USER_NICENESS))
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=lambda: os.nice(USER_NICENESS))
 
 
 def create_simulated(url: str, count: int) -> list[str]:

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyHeartbeat, decideScale, type HeartbeatMessage } from "../../../src/clusters/heartbeat.js";
+import { applyHeartbeat, decideScale, workerStartAllowance, type HeartbeatMessage } from "../../../src/clusters/heartbeat.js";
 import { Job, clusterToWire, publicStatus, type ClusterRecord, type WorkerRecord } from "../../../src/clusters/model.js";
 
 function cluster(overrides: Partial<ClusterRecord> = {}): ClusterRecord {
@@ -38,13 +38,14 @@ describe("applyHeartbeat", () => {
     expect(c.count).toBe(2);
   });
 
-  it("marks connected workers running and resets the failure counter", () => {
-    const c = cluster({ status: Job.RUNNING, count: 1, workerFailures: 2 });
+  it("marks connected workers running and resets the failure and timeout counters", () => {
+    const c = cluster({ status: Job.RUNNING, count: 1, workerFailures: 2, workerTimeouts: 3 });
     c.workers.set("w1", worker("w1", Job.SUBMITTED));
     const fx = applyHeartbeat(c, msg({ count: 1, active_workers: ["w1"] }), null, 0);
     expect(c.workers.get("w1")!.status).toBe(Job.RUNNING);
     expect(fx.workerConnected).toBe(true);
     expect(c.workerFailures).toBe(0);
+    expect(c.workerTimeouts).toBe(0);
   });
 
   it("closed workers stop when retired and fail when they vanished", () => {
@@ -103,5 +104,13 @@ describe("public status and wire form", () => {
     expect(running.tls_key).toBe("KEY");
     expect(running.dashboard_route).toBe("/clusters/c1/status");
     expect(clusterToWire(cluster({ status: Job.RUNNING })).dashboard_route).toBeNull();
+  });
+});
+
+describe("workerStartAllowance", () => {
+  it("doubles for each worker that did not connect in time, up to 8 times, and starts again once one connects", () => {
+    const c = cluster({ status: Job.RUNNING, count: 1 });
+    expect([0, 1, 2, 3, 4, 9].map((n) => workerStartAllowance({ ...c, workerTimeouts: n }, 60))).toEqual([60, 120, 240, 480, 480, 480]);
+    expect(workerStartAllowance(c, 60)).toBe(60); // records written before the field existed
   });
 });
