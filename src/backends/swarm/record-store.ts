@@ -53,7 +53,6 @@ export function swarmRecordStore(docker: Docker, gatewayId: string, key: Buffer,
   const latest = new Map<string, Version>();
   /** Per cluster, the write under way: writes of one cluster run one after another, the newest state each time. */
   const writing = new Map<string, Promise<void>>();
-  const removed = new Set<string>();
   let lastSeq = 0;
 
   const ours = (name?: string) => ({ label: [`${LABEL.gateway}=${gatewayId}`, name ? `${RECORD_LABEL.of}=${name}` : RECORD_LABEL.of] });
@@ -65,7 +64,7 @@ export function swarmRecordStore(docker: Docker, gatewayId: string, key: Buffer,
     const name = cluster.name;
     const text = serializeRecord(cluster); // taken now, so queued saves collapse into one write
     const previous = latest.get(name);
-    if (removed.has(name) || previous?.text === text) return;
+    if (previous?.text === text) return;
     const seq = (lastSeq = Math.max(Date.now() * 1000, lastSeq + 1));
     const created = await docker.createConfig({
       Name: `dgw-record-${name}-${seq}`,
@@ -91,13 +90,10 @@ export function swarmRecordStore(docker: Docker, gatewayId: string, key: Buffer,
       return serially(cluster.name, () => write(cluster));
     },
     remove(name) {
-      removed.add(name);
       return serially(name, async () => {
         const configs = await docker.listConfigs({ filters: ours(name) });
         await Promise.all(configs.map((c) => removeConfig(c.ID)));
         latest.delete(name);
-        // Saves still queued behind the removal are dropped; after a while none can come.
-        setTimeout(() => removed.delete(name), 600_000).unref();
       });
     },
     async load() {
