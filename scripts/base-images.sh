@@ -3,6 +3,8 @@
 # (idempotent: an image that already exists is skipped, so the usual run is a fast no-op).
 #
 #   scripts/base-images.sh [--rebuild] [IMAGE...]
+#   scripts/base-images.sh --choose UPSTREAM LOCAL   prints the image to use in place of UPSTREAM: UPSTREAM when
+#                                                    present or pullable, else LOCAL (made if missing)
 #
 # Images (all Debian bookworm, built with debootstrap --variant=minbase and `docker import`):
 #   dgw-base-python:bookworm  python3, python3-venv, python3-pip, ca-certificates, tini
@@ -12,6 +14,10 @@
 #                             (stands in for node:20-slim when building docker/gateway)
 #   dgw-node:bookworm         docker.io, iproute2, iptables, ca-certificates, procps, tini
 #                             (the Docker-in-Docker swarm nodes of scripts/swarm-nodes.sh)
+#   dgw-registry:bookworm     Debian's docker-registry (the CNCF distribution registry 2.8), configured like
+#                             the upstream registry:2 image (storage /var/lib/registry, port 5000, no auth;
+#                             REGISTRY_* environment variables override it the same way)
+#                             (stands in for registry:2 in scripts/registry.sh)
 # With IMAGE arguments only those are made (names with or without the :bookworm tag).
 #
 # Every image gets this host's CA bundle (/etc/ssl/certs/ca-certificates.crt, or $DGW_HOST_CA) as its
@@ -22,6 +28,8 @@
 #   debs/    the .deb files debootstrap downloads (shared between images)
 #   rootfs/  one tarball per image and input hash; an image removed from Docker is re-imported from it
 #            without running debootstrap again
+# --choose: BASE_FROM_LOCAL=1 always takes LOCAL, =0 always UPSTREAM; unset, UPSTREAM when present or pullable
+# within BASE_PULL_TIMEOUT seconds (default 120; a pull on a machine with no registry fails within a second).
 # Environment: DGW_DEBIAN_MIRROR (default http://deb.debian.org/debian), DGW_CACHE, DGW_HOST_CA.
 # Needs root (debootstrap); runs scripts/docker-engine.sh first (engine and debootstrap).
 set -euo pipefail
@@ -31,10 +39,37 @@ SUITE=bookworm
 MIRROR=${DGW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE=${DGW_CACHE:-/var/cache/dgw}
 HOST_CA=${DGW_HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
-ALL=(dgw-base-python:bookworm dgw-base-node:bookworm dgw-node:bookworm)
+ALL=(dgw-base-python:bookworm dgw-base-node:bookworm dgw-node:bookworm dgw-registry:bookworm)
 
 log() { echo "base-images: $*" >&2; }
 die() { log "$*"; exit 1; }
+
+# Prints the image to use in place of an upstream one: the upstream image or the local stand-in.
+choose() {
+  local upstream=$1 local_image=$2
+  case "${BASE_FROM_LOCAL:-}" in
+    1) ;;
+    0) echo "$upstream"; return ;;
+    "")
+      if docker image inspect "$upstream" >/dev/null 2>&1; then echo "$upstream"; return; fi
+      log "pulling $upstream"
+      if timeout "${BASE_PULL_TIMEOUT:-120}" docker pull -q "$upstream" >/dev/null 2>&1; then
+        echo "$upstream"; return
+      fi
+      log "cannot pull $upstream: using the local image $local_image"
+      ;;
+    *) die "BASE_FROM_LOCAL must be 1, 0 or unset" ;;
+  esac
+  "$0" "$local_image"
+  echo "$local_image"
+}
+
+if [ "${1:-}" = --choose ]; then
+  [ "$#" = 3 ] || die "usage: --choose UPSTREAM LOCAL"
+  scripts/docker-engine.sh
+  choose "$2" "$3"
+  exit 0
+fi
 
 rebuild=0
 wanted=()
@@ -56,6 +91,7 @@ packages_for() {
     dgw-base-python:bookworm) echo "python3,python3-venv,python3-pip,ca-certificates,tini" ;;
     dgw-base-node:bookworm)   echo "ca-certificates,tini,libstdc++6" ;;
     dgw-node:bookworm)        echo "docker.io,iproute2,iptables,ca-certificates,procps,tini" ;;
+    dgw-registry:bookworm)    echo "docker-registry,ca-certificates" ;;
     *) return 1 ;;
   esac
 }
@@ -84,6 +120,7 @@ input_hash() {
   local image=$1
   {
     echo "suite=$SUITE mirror=$MIRROR packages=$(packages_for "$image") recipe=3"
+    [ "$image" != dgw-registry:bookworm ] || registry_config
     if [ -f "$HOST_CA" ]; then sha256sum <"$HOST_CA"; fi
     if [ "$image" = dgw-base-node:bookworm ]; then
       "$node_bin" --version
@@ -113,10 +150,37 @@ import_changes() {
       c+=(--change 'CMD ["tini","--","dockerd","--host","unix:///var/run/docker.sock","--storage-driver","vfs"]') ;;
     dgw-base-node:bookworm)
       c+=(--change 'CMD ["node"]') ;;
+    dgw-registry:bookworm)
+      c+=(--change 'EXPOSE 5000' --change 'VOLUME /var/lib/registry'
+          --change 'CMD ["/usr/bin/docker-registry","serve","/etc/docker/registry/config.yml"]') ;;
     *)
       c+=(--change 'CMD ["bash"]') ;;
   esac
   printf '%s\0' "${c[@]}"
+}
+
+# The configuration of the upstream registry:2 image, so that both images take the same REGISTRY_* variables.
+registry_config() {
+  cat <<'YAML'
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+YAML
 }
 
 make_rootfs() {
@@ -148,6 +212,11 @@ make_rootfs() {
     ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$dir/usr/local/bin/npm"
     ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$dir/usr/local/bin/npx"
     chroot "$dir" /usr/local/bin/node --version >/dev/null || die "$image: the copied node does not run in the image"
+  fi
+  # Debian's registry configuration asks for an htpasswd file it does not ship: use registry:2's instead.
+  if [ "$image" = dgw-registry:bookworm ]; then
+    registry_config >"$dir/etc/docker/registry/config.yml"
+    mkdir -p "$dir/var/lib/registry"
   fi
   # Slim down: package lists and downloaded .debs are not needed in an image.
   rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin \

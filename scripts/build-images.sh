@@ -12,10 +12,9 @@
 #
 # Base images: the Dockerfiles default to python:3.12-slim and node:20-slim. Without a registry,
 # the local bases of scripts/base-images.sh (dgw-base-python:bookworm, dgw-base-node:bookworm) are made
-# if needed and passed as --build-arg BASE=... . That happens when BASE_FROM_LOCAL=1, or when
-# BASE_FROM_LOCAL is unset and the default base is neither present nor pullable (a pull on a machine with
-# no registry fails within a second). BASE_FROM_LOCAL=0 forces the upstream bases.
-# Progress and build output go to stderr. Starts the engine (scripts/docker-engine.sh) if needed.
+# if needed and passed as --build-arg BASE=... (`scripts/base-images.sh --choose`: BASE_FROM_LOCAL=1 forces
+# the local bases, BASE_FROM_LOCAL=0 the upstream ones).
+# Prints the images, one name:<hash> a line; progress and build output go to stderr. Starts the engine (scripts/docker-engine.sh) if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,26 +46,6 @@ content_hash() {
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
-# Prints the base to build from: the Dockerfile's default or the local stand-in.
-choose_base() {
-  local upstream=$1 local_base=$2
-  case "${BASE_FROM_LOCAL:-}" in
-    1) ;;
-    0) echo "$upstream"; return ;;
-    "")
-      if image_exists "$upstream"; then echo "$upstream"; return; fi
-      log "pulling $upstream"
-      if timeout "${BASE_PULL_TIMEOUT:-120}" docker pull -q "$upstream" >/dev/null 2>&1; then
-        echo "$upstream"; return
-      fi
-      log "cannot pull $upstream: using the local base $local_base"
-      ;;
-    *) die "BASE_FROM_LOCAL must be 1, 0 or unset" ;;
-  esac
-  scripts/base-images.sh "$local_base"
-  echo "$local_base"
-}
-
 build() {
   local name=$1 dockerfile=$2 upstream=$3 local_base=$4
   shift 4
@@ -75,16 +54,18 @@ build() {
   if image_exists "$name:$tag"; then
     docker tag "$name:$tag" "$name:latest"
     log "$name:$tag is up to date (also :latest)"
+    echo "$name:$tag"
     return
   fi
   local base t0=$SECONDS
-  base=$(choose_base "$upstream" "$local_base")
+  base=$(scripts/base-images.sh --choose "$upstream" "$local_base")
   log "building $name:$tag from $base"
   # The legacy builder prints a deprecation notice when buildx is missing; the build itself is fine.
   docker build -f "$dockerfile" --build-arg "BASE=$base" \
     --label "dgw.inputs=$tag" --label "dgw.base=$base" \
     -t "$name:$tag" -t "$name:latest" . >&2 || die "building $name:$tag failed"
   log "built $name:$tag (and :latest) in $((SECONDS - t0)) s"
+  echo "$name:$tag"
   # Older content-hash tags of this image go (an image still used by a container stays).
   local old
   for old in $(docker image ls "$name" --format '{{.Tag}}' | grep -E '^[0-9a-f]{12}$' | grep -v -x "$tag"); do

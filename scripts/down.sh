@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make down`: removes everything `make up` created: the stack, the clusters' services and secrets, the cluster
-# records (Docker configs), the network, the password and records-key secrets, and the password's copy.
-# Idempotent; the images are kept (they are a cache).
+# records (Docker configs), the network, the password and records-key secrets, the password's copy, and the
+# registry on the swarm (KEEP_REGISTRY=1 keeps it running, KEEP_REGISTRY_DATA=1 keeps its images for the next
+# `make up`). Idempotent; the local images are kept (they are a cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STACK=${STACK:-dgw}
@@ -33,5 +34,6 @@ for i in $(seq 1 30); do
   docker network rm dgw >/dev/null 2>&1 || sleep 1
 done
 docker volume rm "${STACK}_dgw-state" >/dev/null 2>&1 || true
+scripts/registry.sh down   # KEEP_REGISTRY=1 keeps it, KEEP_REGISTRY_DATA=1 keeps its images
 rm -f "$PASSWORD_FILE"
 log "done"

@@ -14,9 +14,12 @@
 # The host's engine must be the swarm manager advertising its docker0 address (scripts/docker-engine.sh
 # --swarm does that on a machine not yet in a swarm): nodes join through it, and overlay name
 # resolution across nodes fails when the manager advertises 127.0.0.1.
-# Every node gets the images in $DGW_NODE_IMAGES (default: dgw-sidecar:latest, built if missing) with
-# `docker save | docker exec -i NODE docker load`, skipped when the node already has the same image ID,
-# and the swarm node labels dgw.dind=true and dgw.node=<name>.
+# A node is like a real machine that ran `docker swarm join`: it holds no image the project builds, and pulls
+# them from the registry (scripts/registry.sh) when a task needs them. The one exception stands in for Docker
+# Hub, which these machines cannot reach: the registry image a real node would pull (registry:2 or its local
+# stand-in, `scripts/registry.sh image`), or the images in $DGW_NODE_IMAGES, is loaded into each node before it
+# joins (`docker save | docker exec -i NODE docker load`, skipped when the node already has the same image ID).
+# Each node gets the swarm node labels dgw.dind=true and dgw.node=<name>.
 # Take a node away in a test with `docker stop dgw-nodeK`; the next `up` replaces it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +27,7 @@ cd "$(dirname "$0")/.."
 PREFIX=dgw-node
 NODE_IMAGE=dgw-node:bookworm
 MARK=dgw.swarm-node    # label on the node containers
-IMAGES=${DGW_NODE_IMAGES:-dgw-sidecar:latest}
+IMAGES=${DGW_NODE_IMAGES:-}
 WAIT=${DGW_NODE_WAIT:-60}
 
 log() { echo "swarm-nodes: $*" >&2; }
@@ -117,6 +120,7 @@ make_node() {
     --tmpfs /var/lib/docker:exec \
     "$NODE_IMAGE" tini -- dockerd --host unix:///var/run/docker.sock --storage-driver vfs >/dev/null
   wait_for "the engine in $name" docker exec "$name" docker info
+  load_images "$name"
   ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$name")
   [ -n "$ip" ] || die "$name has no address on the default bridge"
   forget_stale "$name"
@@ -133,13 +137,9 @@ cmd_up() {
   local manager token img
   manager=$(manager_address)
   scripts/base-images.sh "$NODE_IMAGE"
+  [ -n "$IMAGES" ] || IMAGES=$(scripts/registry.sh image)
   for img in $IMAGES; do
-    if [ -z "$(image_id "$img")" ]; then
-      case "$img" in
-        dgw-sidecar:*) scripts/build-images.sh --sidecar-only ;;
-        *) die "image $img is not on this engine" ;;
-      esac
-    fi
+    [ -n "$(image_id "$img")" ] || die "image $img is not on this engine"
   done
   token=$(docker swarm join-token -q worker)
 
@@ -160,6 +160,7 @@ cmd_up() {
       state=""
       [ -z "$id" ] || state=$(docker node inspect -f '{{.Status.State}}' "$id" 2>/dev/null || true)
       if [ "$(inner_state "$name")" = active ] && [ "$state" = ready ]; then
+        load_images "$name"
         continue
       fi
       log "$name: not a ready swarm node; replacing it"
@@ -167,15 +168,6 @@ cmd_up() {
     fi
     make_node "$name" "$manager" "$token"
   done
-
-  # Images (in parallel: each load is bound by one node's vfs copy), then labels and readiness.
-  local -a pids=()
-  for name in "${names[@]}"; do
-    load_images "$name" & pids+=($!)
-  done
-  local pid failed=0
-  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-  [ "$failed" = 0 ] || die "loading images into the nodes failed"
 
   for name in "${names[@]}"; do
     local node_id

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make up`: the gateway on this machine's Docker swarm (a single-node swarm is created if needed).
 # Idempotent: builds only what changed, keeps the password of the first run, redeploys in place.
-#   STACK (default dgw), PORT (default 8000)
+#   STACK (default dgw), PORT (default 8000), REGISTRY (host[:port][/prefix] of an existing registry this
+#   machine has logged in to; default: a registry on the swarm itself, see scripts/registry.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STACK=${STACK:-dgw}
@@ -15,7 +16,14 @@ scripts/docker-engine.sh --swarm
 log "building the gateway"
 make --no-print-directory build >&2
 log "building images (skipped when unchanged)"
-scripts/build-images.sh
+images=$(scripts/build-images.sh)
+log "the registry every node pulls from"
+DGW_REGISTRY=$(scripts/registry.sh up)
+pinned=$(scripts/registry.sh push $images)
+DGW_GATEWAY_IMAGE=$(grep '/dgw-gateway@' <<<"$pinned")
+DGW_SIDECAR_IMAGE=$(grep '/dgw-sidecar@' <<<"$pinned")
+DGW_REGISTRY_AUTH_SECRET=$(scripts/registry.sh auth-secret)
+export DGW_REGISTRY DGW_GATEWAY_IMAGE DGW_SIDECAR_IMAGE DGW_REGISTRY_AUTH_SECRET
 
 if ! docker secret inspect "$SECRET" >/dev/null 2>&1; then
   log "generating the gateway password (kept as Docker secret $SECRET and in $PASSWORD_FILE)"
@@ -29,10 +37,13 @@ if ! docker secret inspect dgw_records_key >/dev/null 2>&1; then
 fi
 [ -s "$PASSWORD_FILE" ] || { log "the secret $SECRET exists but $PASSWORD_FILE is gone; 'make down' and 'make up' make a new one"; exit 1; }
 
-log "deploying stack $STACK"
-docker stack deploy --prune -c docker/stack.yml "$STACK" >&2
-# A changed image under the same tag is not picked up by a redeploy: force the update then.
-docker service update --quiet --force --image dgw-gateway:latest "${STACK}_gateway" >/dev/null 2>&1 || true
+log "deploying stack $STACK (gateway $DGW_GATEWAY_IMAGE, clusters $DGW_SIDECAR_IMAGE)"
+# --with-registry-auth: nodes pulling the gateway's image get this machine's login for the registry.
+docker stack deploy --with-registry-auth --prune -c docker/stack.yml "$STACK" >&2
+# Credentials of earlier logins that no service uses any more.
+for s in $(docker secret ls --filter label=dask-gateway.registry=auth --format '{{.Name}}'); do
+  [ "$s" = "$DGW_REGISTRY_AUTH_SECRET" ] || docker secret rm "$s" >/dev/null 2>&1 || true
+done
 
 log "waiting for http://127.0.0.1:$PORT/api/health"
 for i in $(seq 1 120); do

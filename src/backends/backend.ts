@@ -22,6 +22,8 @@ export interface SchedulerLaunch {
   schedulerCores: number;
   schedulerMemoryBytes: number;
   environment: Record<string, string>;
+  /** The `image` cluster option; null: the backend's default image. */
+  image: string | null;
 }
 
 /** Everything a backend needs to launch one worker. */
@@ -38,6 +40,32 @@ export interface WorkerLaunch {
 /** A start or stop that cannot succeed by retrying; its message becomes the recorded reason. */
 export class BackendError extends Error {}
 
+/**
+ * A worker start that failed because of the node it was placed on (image missing there, a bind-mount path
+ * missing, node down), not because of the cluster: the backend avoids that node for the cluster for a while.
+ */
+export class NodeError extends BackendError {
+  constructor(
+    /** The node's name (its hostname). */
+    readonly node: string,
+    /** The engine's own reason. */
+    readonly reason: string,
+    /** How long the cluster avoids the node from now. */
+    readonly backoffSeconds: number,
+  ) {
+    super(`node ${node}: ${reason}`);
+  }
+}
+
+/** How many workers a backend can place for one cluster. */
+export interface Capacity {
+  /** The most it can ever place, and why: a scale request is clamped to it, so it never shrinks for a passing failure. */
+  workers: number;
+  why: string;
+  /** Present while some places are avoided after failures: the most it can place now, and which places are avoided and why. */
+  now?: { workers: number; why: string };
+}
+
 export interface Backend {
   readonly kind: string;
   /** Starts the scheduler; resolves once it is launched (not necessarily connected). */
@@ -51,8 +79,8 @@ export interface Backend {
   checkCluster(launch: SchedulerLaunch, state: BackendState): Promise<string | null>;
   /** Why the worker is gone, or null while it is alive. */
   checkWorker(launch: WorkerLaunch, state: BackendState): Promise<string | null>;
-  /** How many workers the backend can place for a cluster now, and why; absent when unbounded. */
-  capacity?(launch: SchedulerLaunch): Promise<{ workers: number; why: string }>;
+  /** How many workers the backend can place for a cluster, and why; absent when unbounded. */
+  capacity?(launch: SchedulerLaunch): Promise<Capacity>;
   /** Rejects with the reason when the backend cannot take work now (its engine is unreachable). */
   ping?(): Promise<void>;
   /** Removes what clusters not in `known` left behind (after a crash of an earlier gateway). */

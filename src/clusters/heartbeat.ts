@@ -2,6 +2,7 @@
  * The pure part of the lifecycle: what a heartbeat changes, and what a running cluster's scale needs.
  * No I/O here, so every rule of the reference (section 4.4) is testable in isolation.
  */
+import type { Capacity } from "../backends/backend.js";
 import { Job, activeWorkers, type ClusterRecord, type WorkerRecord } from "./model.js";
 
 export interface HeartbeatMessage {
@@ -86,12 +87,19 @@ export function workerStartAllowance(cluster: ClusterRecord, baseSeconds: number
 
 export type ScaleDecision = { kind: "fail"; reason: string } | { kind: "start"; count: number } | { kind: "none" };
 
-/** What a RUNNING cluster needs now: fail after too many worker failures, or more workers. */
-export function decideScale(cluster: ClusterRecord, failureLimit: number, capacity: number | null): ScaleDecision {
+/**
+ * What a RUNNING cluster needs now: fail after too many worker failures, or when it wants workers, has none and
+ * every place that could run one is avoided; else the workers missing up to what can be placed now.
+ */
+export function decideScale(cluster: ClusterRecord, failureLimit: number, capacity: Capacity | null): ScaleDecision {
   if (cluster.workerFailures >= failureLimit) {
     return { kind: "fail", reason: `${cluster.workerFailures} consecutive workers failed to start` };
   }
-  const want = capacity === null ? cluster.count : Math.min(cluster.count, capacity);
-  const missing = want - activeWorkers(cluster).length;
+  const active = activeWorkers(cluster).length;
+  if (capacity?.now && capacity.now.workers === 0 && capacity.workers > 0 && cluster.count > 0 && active === 0) {
+    return { kind: "fail", reason: `no eligible node can run a worker: ${capacity.now.why}` };
+  }
+  const placeable = capacity?.now?.workers ?? capacity?.workers ?? null;
+  const missing = (placeable === null ? cluster.count : Math.min(cluster.count, placeable)) - active;
   return missing > 0 ? { kind: "start", count: missing } : { kind: "none" };
 }

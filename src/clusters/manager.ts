@@ -4,7 +4,7 @@
  * functions below are the one place where backends are called.
  */
 import { randomBytes } from "node:crypto";
-import type { Backend, SchedulerLaunch, WorkerLaunch } from "../backends/backend.js";
+import { NodeError, type Backend, type SchedulerLaunch, type WorkerLaunch } from "../backends/backend.js";
 import type { GatewayConfig } from "../config/config.js";
 import type { Logger } from "../logging.js";
 import type { User } from "../auth/users.js";
@@ -12,7 +12,7 @@ import { newKeypair } from "../tls/keypair.js";
 import { clampAdapt, clampScale } from "../options/limits.js";
 import type { OptionsCatalog } from "../options/catalog.js";
 import { applyHeartbeat, decideScale, workerStartAllowance, type HeartbeatMessage } from "./heartbeat.js";
-import { Job, isActive, publicStatus, type ClusterRecord, type ClusterStatus, type WorkerRecord } from "./model.js";
+import { Job, activeWorkers, isActive, publicStatus, type ClusterRecord, type ClusterStatus, type WorkerRecord } from "./model.js";
 import { sendToScheduler, type SchedulerMessage } from "./scheduler-api.js";
 import type { ClusterStore } from "./store.js";
 import { WorkQueue } from "./workqueue.js";
@@ -180,7 +180,10 @@ export class ClusterManager {
     this.queue.put(clusterKey(cluster.name));
   }
 
-  /** Forwards a scale request to the scheduler, clamped to the limits; answers the reference's {ok, msg}. */
+  /**
+   * Forwards a scale request to the scheduler, clamped to the limits; answers the reference's {ok, msg}. Workers
+   * that cannot be placed now (places avoided after failures) are still asked for: they start once placeable.
+   */
   async scale(cluster: ClusterRecord, count: number): Promise<{ ok: boolean; msg: string | null }> {
     let clamp = clampScale(count, this.workerLimit(cluster));
     const capacity = await this.opts.backend.capacity?.(this.launch(cluster)).catch((err: Error) => {
@@ -189,8 +192,12 @@ export class ClusterManager {
     if (capacity && clamp.count > capacity.workers) {
       clamp = { count: capacity.workers, msg: `Scale request of ${count} workers exceeds what can be placed: ${capacity.why}. Scaling to ${capacity.workers} instead.` };
     }
+    const later = capacity?.now && clamp.count > capacity.now.workers
+      ? `Only ${capacity.now.workers} of ${clamp.count} workers can be placed now: ${capacity.now.why}. The others start once they can be placed.`
+      : null;
     await this.forward(cluster, { op: "scale", count: clamp.count });
-    return { ok: clamp.msg === null, msg: clamp.msg };
+    const msg = [clamp.msg, later].filter((m) => m !== null).join(" ") || null;
+    return { ok: msg === null, msg };
   }
 
   /** Forwards an adapt request to the scheduler, clamped to the limits. */
@@ -304,7 +311,7 @@ export class ClusterManager {
 
   private async checkScale(c: ClusterRecord): Promise<void> {
     const capacity = await this.opts.backend.capacity?.(this.launch(c));
-    const decision = decideScale(c, this.opts.clusters.workerStartFailureLimit, capacity?.workers ?? null);
+    const decision = decideScale(c, this.opts.clusters.workerStartFailureLimit, capacity ?? null);
     if (decision.kind === "fail") this.requestStop(c, Job.FAILED, decision.reason);
     if (decision.kind !== "start") return;
     for (let i = 0; i < decision.count; i++) {
@@ -346,7 +353,12 @@ export class ClusterManager {
         if (w.status === Job.CREATED) w.status = Job.SUBMITTED;
         w.submittedAt = this.now();
       } catch (err) {
-        this.workerFailed(c, w, `worker ${w.name} failed to start: ${(err as Error).message}`);
+        // One bad node is no fault of the cluster: it does not count toward the limit, and the replacement goes elsewhere.
+        if (err instanceof NodeError) {
+          this.workerFailed(c, w, `worker ${w.name} could not start on node ${err.node} (${err.reason}); the cluster avoids that node for ${err.backoffSeconds} s and starts a replacement elsewhere`, false);
+        } else {
+          this.workerFailed(c, w, `worker ${w.name} failed to start: ${(err as Error).message}`);
+        }
       }
     }
     if (w.target >= Job.STOPPED && w.status < Job.STOPPED) {
@@ -357,8 +369,8 @@ export class ClusterManager {
     }
   }
 
-  private workerFailed(c: ClusterRecord, w: WorkerRecord, reason: string): void {
-    c.workerFailures++;
+  private workerFailed(c: ClusterRecord, w: WorkerRecord, reason: string, counted = true): void {
+    if (counted) c.workerFailures++;
     w.target = Job.FAILED;
     this.event(c, "worker-failed", reason, "warn");
     this.queue.put(workerKey(c.name, w.name));
@@ -405,6 +417,8 @@ export class ClusterManager {
       return this.requestStop(c, Job.STOPPED, `no client connected for ${c.config.orphanTimeout} s (orphan timeout)`);
     }
     await this.checkWorkers(c, now);
+    // A cluster short of workers is checked again: a place whose back-off expired (or a new node) is used again.
+    if (c.status === Job.RUNNING && activeWorkers(c).length < c.count) this.queue.put(clusterKey(c.name));
   }
 
   private async checkWorkers(c: ClusterRecord, now: number): Promise<void> {
@@ -465,7 +479,7 @@ export class ClusterManager {
       apiUrl: this.opts.apiUrl, heartbeatPeriod: this.opts.clusters.heartbeatPeriod,
       adaptivePeriod: this.opts.clusters.adaptivePeriod, idleTimeout: c.config.idleTimeout,
       schedulerCores: c.config.schedulerCores, schedulerMemoryBytes: c.config.schedulerMemoryBytes,
-      environment: c.config.environment,
+      environment: c.config.environment, image: c.config.image,
     };
   }
 

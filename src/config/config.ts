@@ -32,11 +32,15 @@ export interface GatewayConfig {
   swarm: {
     network: string;
     image: string;
+    registry: string | null;
+    registryAuthFile: string | null;
     schedulerConstraints: string[];
     workerNodeLabel: string | null;
     workersPerNode: number;
     reservedCores: number;
     reservedMemoryGiB: number;
+    /** Seconds; see swarm.node_backoff. */
+    nodeBackoff: number;
     gatewayId: string;
     recordsKeyFile: string | null;
   };
@@ -106,11 +110,14 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
     swarm: {
       network: str("swarm.network")!,
       image: str("swarm.image")!,
+      registry: str("swarm.registry"),
+      registryAuthFile: str("swarm.registry_auth_file"),
       schedulerConstraints: flat.get("swarm.scheduler_constraint") as string[],
       workerNodeLabel: str("swarm.worker_node_label"),
       workersPerNode: num("swarm.workers_per_node")!,
       reservedCores: num("swarm.reserved_cores")!,
       reservedMemoryGiB: num("swarm.reserved_memory")!,
+      nodeBackoff: num("swarm.node_backoff")!,
       gatewayId: str("swarm.gateway_id")!,
       recordsKeyFile: str("swarm.records_key_file"),
     },

@@ -17,7 +17,7 @@ import requests
 from dask_gateway import BasicAuth, Gateway
 from dask_gateway.client import GatewayWarning
 
-from helpers import ROOT, sh, wait_for
+from helpers import ROOT, services, sh, wait_for, worker_nodes
 
 URL = "http://127.0.0.1:8000"
 LABEL = "dask-gateway.gateway"
@@ -35,24 +35,6 @@ def gw(password):
         yield gateway
         for report in gateway.list_clusters():
             gateway.stop_cluster(report.name)
-
-
-def services(cluster: str, role: str | None = None) -> list[dict]:
-    labels = [f"label=dask-gateway.cluster={cluster}"] + ([f"label=dask-gateway.role={role}"] if role else [])
-    ids = sh("docker", "service", "ls", "-q", *sum((["--filter", f] for f in labels), [])).split()
-    found = [subprocess.run(["docker", "service", "inspect", i], capture_output=True, text=True).stdout for i in ids]
-    # A service removed between the listing and the inspection answers `[]`: skip it.
-    return [spec for text in found if text.strip().startswith("[") for spec in json.loads(text)[:1]]
-
-
-def worker_nodes(cluster: str) -> list[str]:
-    """Hostnames of the nodes running this cluster's workers (tasks come and go: never fail on a vanished one)."""
-    nodes = []
-    for s in services(cluster, "worker"):
-        out = subprocess.run(["docker", "service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}}|{{.CurrentState}}", s["ID"]],
-                             capture_output=True, text=True).stdout
-        nodes += [line.split("|")[0] for line in out.splitlines() if line.split("|")[1].startswith("Running")]
-    return nodes
 
 
 def test_create_options_scale_compute_dashboard_shutdown(gw, password):
@@ -155,6 +137,65 @@ def test_one_worker_per_node_clamp_drain_and_node_loss(gw, three_nodes):
     finally:
         client.close()
         cluster.shutdown()
+
+
+def events(cluster: str, password: str) -> list[dict]:
+    return requests.get(f"{URL}/api/v1/clusters/{cluster}/events", auth=("alice", password), timeout=10).json()["events"]
+
+
+def registry_cache_runs_on(node: str) -> bool:
+    out = sh("docker", "service", "ps", "--filter", f"node={node}", "--filter", "desired-state=running",
+             "--format", "{{.CurrentState}}", "dgw-registry_cache", check=False)
+    return any(line.startswith("Running") for line in out.splitlines())
+
+
+def test_fresh_node_gets_workers_and_a_node_that_cannot_pull_is_avoided(gw, password, three_nodes):
+    """A machine joins while a cluster computes, holding nothing but Docker (and the registry image that stands in
+    for Docker Hub). With its path to the registry cut, its worker is rejected: the node is avoided, the event names
+    it with Docker's reason, and the cluster keeps every healthy worker and computes. Once the path is back, the
+    node gets its worker after the back-off (swarm.node_backoff), pulling the image from the registry."""
+    sh(str(ROOT / "scripts" / "swarm-nodes.sh"), "up", "3")  # an earlier test stopped a node
+    cluster = gw.new_cluster()
+    client = cluster.get_client()
+    fresh = "dgw-node4"
+    cut = ["iptables", "OUTPUT", "-p", "tcp", "--dport", "5000", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    try:
+        nodes = ready_nodes()
+        cluster.scale(nodes)
+        client.wait_for_workers(nodes, timeout=300)
+        healthy = set(client.scheduler_info()["workers"])
+
+        assert sh(str(ROOT / "scripts" / "swarm-nodes.sh"), "up", "4").split()[-1] == fresh
+        assert "dgw-sidecar" not in sh("docker", "exec", fresh, "docker", "image", "ls", "--format", "{{.Repository}}")
+        wait_for(lambda: registry_cache_runs_on(fresh), 120, "the registry cache on the new node")
+        sh("docker", "exec", fresh, cut[0], "-I", *cut[1:])
+        cluster.scale(nodes + 1)
+        failed = wait_for(lambda: [e for e in events(cluster.name, password) if e["kind"] == "worker-failed" and fresh in e["message"]],
+                          180, "a worker-failed event naming the node")
+        assert gw.get_cluster(cluster.name).status.name == "RUNNING"
+        assert healthy <= set(client.scheduler_info()["workers"]), "no healthy worker was removed"
+        assert client.submit(lambda x: x * 2, 21).result(timeout=60) == 42
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cluster.scale(nodes + 1)
+        assert any(fresh in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+        sh("docker", "exec", fresh, cut[0], "-D", *cut[1:])
+        wait_for(lambda: fresh in worker_nodes(cluster.name), 300, "a worker on the recovered node")
+        client.wait_for_workers(nodes + 1, timeout=300)
+        assert client.submit(lambda x: x + 1, 41).result(timeout=60) == 42
+        print("worker-failed event:", failed[0]["message"])
+    finally:
+        sh("docker", "exec", fresh, cut[0], "-D", *cut[1:], check=False)
+        client.close()
+        cluster.shutdown()
+
+
+def test_make_up_again_pushes_nothing_and_keeps_the_gateway(password):
+    task = sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", "dgw_gateway")
+    again = subprocess.run([str(ROOT / "scripts" / "up.sh")], capture_output=True, text=True, check=True)
+    assert "pushing" not in again.stderr and again.stderr.count("already in the registry") == 2, again.stderr
+    assert sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", "dgw_gateway") == task
 
 
 def python_suite_options() -> dict:
@@ -266,8 +307,16 @@ def _up(url: str = URL) -> bool:
         return False
 
 
+def registry_objects() -> list[str]:
+    return (sh("docker", "service", "ls", "-q", "--filter", "label=dask-gateway.registry").split()
+            + [v for v in sh("docker", "volume", "ls", "-q").split() if v.startswith("dgw-registry_")])
+
+
 def test_zz_down_leaves_nothing_behind(password):
+    subprocess.run([str(ROOT / "scripts" / "down.sh")], check=True, env={**os.environ, "KEEP_REGISTRY": "1"})
+    assert len(registry_objects()) >= 3, "KEEP_REGISTRY=1 keeps the registry's services and images"
     subprocess.run([str(ROOT / "scripts" / "down.sh")], check=True)
+    assert registry_objects() == []
     assert sh("docker", "service", "ls", "-q", "--filter", f"label={LABEL}") == ""
     assert sh("docker", "secret", "ls", "-q", "--filter", f"label={LABEL}") == ""
     assert sh("docker", "config", "ls", "-q", "--filter", f"label={LABEL}") == ""

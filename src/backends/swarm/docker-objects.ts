@@ -89,14 +89,14 @@ function taskRules(settings: SwarmSettings, cores: number, memoryBytes: number, 
 }
 
 /** The scheduler service: dnsrr endpoint (no IPVS needed), bounded restarts, optional placement. */
-export function schedulerServiceSpec(settings: SwarmSettings, launch: SchedulerLaunch, secretIds: Record<SecretKind, string>) {
+export function schedulerServiceSpec(settings: SwarmSettings, launch: SchedulerLaunch, secretIds: Record<SecretKind, string>, image: string) {
   const name = schedulerServiceName(launch.name);
   return {
     Name: name,
     Labels: { ...clusterLabels(settings.gatewayId, launch.name, launch.user), [LABEL.role]: "scheduler" },
     TaskTemplate: {
       ContainerSpec: {
-        Image: settings.image,
+        Image: image,
         Hostname: name,
         User: `${RUN_AS.uid}:${RUN_AS.gid}`,
         Init: true,
@@ -126,14 +126,14 @@ export function schedulerServiceSpec(settings: SwarmSettings, launch: SchedulerL
 }
 
 /** One worker service, pinned to one node by id, with reservations matching what it advertises to Dask. */
-export function workerServiceSpec(settings: SwarmSettings, launch: WorkerLaunch, secretIds: Record<SecretKind, string>, nodeId: string) {
+export function workerServiceSpec(settings: SwarmSettings, launch: WorkerLaunch, secretIds: Record<SecretKind, string>, nodeId: string, image: string) {
   const c = launch.cluster;
   return {
     Name: workerServiceName(c.name, launch.workerName),
     Labels: { ...clusterLabels(settings.gatewayId, c.name, c.user), [LABEL.role]: "worker", [LABEL.worker]: launch.workerName },
     TaskTemplate: {
       ContainerSpec: {
-        Image: settings.image,
+        Image: image,
         User: `${RUN_AS.uid}:${RUN_AS.gid}`,
         Init: true,
         Command: [

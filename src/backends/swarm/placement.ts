@@ -2,7 +2,8 @@
  * Worker placement on swarm nodes: which nodes may run workers, which one gets the next worker,
  * and how big a worker may be there. Pure functions over the node list.
  */
-import type { WorkerLaunch } from "../backend.js";
+import type { Capacity, WorkerLaunch } from "../backend.js";
+import type { AvoidedNode } from "./node-avoidance.js";
 
 export interface SwarmNode {
   ID: string;
@@ -23,14 +24,36 @@ export function eligibleNodes(nodes: SwarmNode[], label: string | null): SwarmNo
     .sort((a, b) => a.ID.localeCompare(b.ID));
 }
 
-/** The eligible node with the fewest of this cluster's workers, below the per-node limit; null if none. */
-export function pickNode(nodes: SwarmNode[], used: Map<string, number>, perNode: number): SwarmNode | null {
+/** The eligible node with the fewest of this cluster's workers, below the per-node limit and not avoided; null if none. */
+export function pickNode(nodes: SwarmNode[], used: Map<string, number>, perNode: number, avoided: ReadonlySet<string> = new Set()): SwarmNode | null {
   let best: SwarmNode | null = null;
   for (const node of nodes) {
     const n = used.get(node.ID) ?? 0;
-    if (n < perNode && (best === null || n < (used.get(best.ID) ?? 0))) best = node;
+    if (n < perNode && !avoided.has(node.ID) && (best === null || n < (used.get(best.ID) ?? 0))) best = node;
   }
   return best;
+}
+
+/**
+ * How many workers of a cluster the eligible nodes hold: `perNode` each; and, while the cluster avoids some of
+ * them, how many they hold now (an avoided node keeps only the workers already there).
+ */
+export function placementCapacity(nodes: SwarmNode[], perNode: number, avoided: readonly AvoidedNode[], used: Map<string, number>): Capacity {
+  const capacity: Capacity = {
+    workers: nodes.length * perNode,
+    why: `the swarm has ${plural(nodes.length, "eligible node")} and places at most ${plural(perNode, "worker")} of a cluster on each`,
+  };
+  const eligible = new Set(nodes.map((n) => n.ID));
+  const avoidedHere = avoided.filter((a) => eligible.has(a.nodeId));
+  if (avoidedHere.length === 0) return capacity;
+  const kept = avoidedHere.reduce((n, a) => n + Math.min(perNode, used.get(a.nodeId) ?? 0), 0);
+  const names = avoidedHere.map((a) => `${a.hostname} (${a.reason}; avoided for another ${a.secondsLeft} s)`);
+  const why = `the cluster avoids ${plural(avoidedHere.length, "node")} where its workers failed to start: ${names.join(", ")}`;
+  return { ...capacity, now: { workers: (nodes.length - avoidedHere.length) * perNode + kept, why } };
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 /** Fits a worker to its node: never more threads or memory than the node has beyond the reserve. */

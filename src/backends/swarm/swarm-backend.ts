@@ -7,24 +7,26 @@ import Docker from "dockerode";
 import type { ClusterStore } from "../../clusters/store.js";
 import type { GatewayConfig } from "../../config/config.js";
 import type { Logger } from "../../logging.js";
-import { BackendError, type Backend, type BackendState, type SchedulerLaunch, type WorkerLaunch } from "../backend.js";
+import { BackendError, NodeError, type Backend, type BackendState, type Capacity, type SchedulerLaunch, type WorkerLaunch } from "../backend.js";
 import {
   LABEL, SECRET_KINDS, schedulerServiceSpec, secretName, secretSpecs, workerServiceSpec,
   type SecretKind, type SwarmSettings,
 } from "./docker-objects.js";
-import { eligibleNodes, pickNode, sizeWorker, type SwarmNode } from "./placement.js";
+import { NodeAvoidance } from "./node-avoidance.js";
+import { eligibleNodes, pickNode, placementCapacity, sizeWorker, type SwarmNode } from "./placement.js";
+import { parseRegistry, readRegistryAuth, resolveImage, type RegistryAuth } from "./images.js";
 import { recordsKey, swarmRecordStore } from "./record-store.js";
+import { taskOutcome } from "./task-outcome.js";
 
 const TASK_POLL_MS = 500;
-/** A task that stays pending with an error (no node fits, image missing) this long fails the start. */
-const PENDING_ERROR_GRACE_MS = 5_000;
-const FAILED_STATES = new Set(["failed", "rejected", "orphaned"]);
 const ENDED_STATES = new Set(["failed", "rejected", "orphaned", "shutdown", "complete", "remove"]);
 
 export class SwarmBackend implements Backend {
   readonly kind = "swarm";
   /** One placement at a time per cluster, so concurrent scale-ups never pick the same node. */
   private readonly placing = new Map<string, Promise<unknown>>();
+  /** Nodes each cluster leaves out of its placements for a while, after its workers failed to start there. */
+  private readonly avoidance: NodeAvoidance;
 
   private constructor(
     private readonly docker: Docker,
@@ -35,7 +37,13 @@ export class SwarmBackend implements Backend {
     private readonly waitLimitMs: number,
     /** Encrypts the cluster records kept in the swarm; null keeps them in state_dir. */
     private readonly recordsKey: Buffer | null,
-  ) {}
+    /** Where image names without a host live; null: images are used as named. */
+    private readonly registry: string | null,
+    /** Given to every service created, as `--with-registry-auth` does; never logged. */
+    private readonly registryAuth: RegistryAuth | null,
+  ) {
+    this.avoidance = new NodeAvoidance(config.nodeBackoff);
+  }
 
   /** Connects to the engine and checks that it is a swarm manager with the configured network. */
   static async create(config: GatewayConfig, log: Logger): Promise<SwarmBackend> {
@@ -52,22 +60,28 @@ export class SwarmBackend implements Backend {
       schedulerConstraints: config.swarm.schedulerConstraints,
     };
     const waitLimitMs = 1000 * Math.max(config.clusters.startTimeout, config.clusters.workerStartTimeout);
-    return new SwarmBackend(docker, settings, config.swarm, log, waitLimitMs, readRecordsKey(config.swarm));
+    const registry = config.swarm.registry === null ? null : parseRegistry(config.swarm.registry);
+    const auth = readRegistryAuth(config.swarm.registryAuthFile);
+    log.info({ image: settings.image, registry, registryAuth: auth !== null }, "swarm images");
+    return new SwarmBackend(docker, settings, config.swarm, log, waitLimitMs, readRecordsKey(config.swarm), registry, auth);
   }
 
   recordStore(onBadRecord: (cluster: string, err: Error) => void): ClusterStore | undefined {
     return this.recordsKey ? swarmRecordStore(this.docker, this.settings.gatewayId, this.recordsKey, onBadRecord) : undefined;
   }
 
+  /** Pins the cluster's image first: its workers, started later on any node, run the very same bits. */
   async startCluster(launch: SchedulerLaunch): Promise<BackendState> {
+    const image = await resolveImage(this.docker, launch.image ?? this.settings.image, this.registry, this.registryAuth);
     const secretIds = await this.createSecrets(launch);
-    const service = await this.docker.createService(schedulerServiceSpec(this.settings, launch, secretIds) as Docker.CreateServiceOptions);
+    const service = await this.createService(schedulerServiceSpec(this.settings, launch, secretIds, image));
     await this.waitForTask(service.id, "scheduler");
-    return { serviceId: service.id };
+    return { serviceId: service.id, image };
   }
 
   async stopCluster(launch: SchedulerLaunch): Promise<void> {
     await this.removeClusterObjects(launch.name);
+    this.avoidance.forget(launch.name);
   }
 
   /** Everything labelled with the cluster goes, whatever state the gateway recorded. */
@@ -80,17 +94,21 @@ export class SwarmBackend implements Backend {
     for (const secret of secrets) await this.retry(() => ignoreMissing(this.docker.getSecret(secret.ID).remove()), 20);
   }
 
+  /** Starts a worker on a node the cluster does not avoid; rejects with a NodeError when that node cannot run it. */
   async startWorker(launch: WorkerLaunch): Promise<BackendState> {
+    const cluster = launch.cluster.name;
     const start = async () => {
-      const node = pickNode(await this.eligibleNodes(), await this.workersPerNode(launch.cluster.name), this.config.workersPerNode);
+      const avoided = new Set(this.avoidance.avoided(cluster).map((a) => a.nodeId));
+      const node = pickNode(await this.eligibleNodes(), await this.workersPerNode(cluster), this.config.workersPerNode, avoided);
       if (!node) throw new BackendError("no eligible swarm node has room for another worker of this cluster");
       const sized = sizeWorker(node, launch, this.config.reservedCores, this.config.reservedMemoryGiB);
-      const secretIds = await this.secretIds(launch.cluster.name);
-      const spec = workerServiceSpec(this.settings, sized, secretIds, node.ID);
-      return (await this.docker.createService(spec as Docker.CreateServiceOptions)).id;
+      const secretIds = await this.secretIds(cluster);
+      const spec = workerServiceSpec(this.settings, sized, secretIds, node.ID, clusterImage(launch, this.settings.image));
+      return { node, serviceId: (await this.createService(spec)).id };
     };
-    const serviceId = await this.serialized(launch.cluster.name, start);
-    await this.waitForTask(serviceId, "worker");
+    const { node, serviceId } = await this.serialized(cluster, start);
+    await this.waitForTask(serviceId, "worker", { cluster, node });
+    this.avoidance.succeeded(cluster, node.ID);
     return { serviceId };
   }
 
@@ -126,11 +144,11 @@ export class SwarmBackend implements Backend {
     return typeof state.serviceId === "string" ? this.serviceDeath(state.serviceId, "worker") : null;
   }
 
-  /** At most one worker per eligible node (or `workers_per_node`). */
-  async capacity(): Promise<{ workers: number; why: string }> {
-    const nodes = (await this.eligibleNodes()).length;
-    const perNode = this.config.workersPerNode;
-    return { workers: nodes * perNode, why: `the swarm has ${nodes} eligible node${nodes === 1 ? "" : "s"} and places at most ${perNode} worker${perNode === 1 ? "" : "s"} of a cluster on each` };
+  /** At most one worker per eligible node (or `workers_per_node`); fewer now on nodes the cluster avoids. */
+  async capacity(launch: SchedulerLaunch): Promise<Capacity> {
+    const avoided = this.avoidance.avoided(launch.name);
+    const used = avoided.length > 0 ? await this.workersPerNode(launch.name) : new Map<string, number>();
+    return placementCapacity(await this.eligibleNodes(), this.config.workersPerNode, avoided, used);
   }
 
   async ping(): Promise<void> {
@@ -142,6 +160,11 @@ export class SwarmBackend implements Backend {
   async close(): Promise<void> {}
 
   // ---- Helpers ----------------------------------------------------------------------------------
+
+  /** Creates a service with the registry credentials, so that its nodes can pull a private image. */
+  private createService(spec: object): Promise<Docker.Service> {
+    return this.docker.createService(this.registryAuth ?? {}, spec as Docker.ServiceSpec);
+  }
 
   private clusterFilter(cluster: string): string[] {
     return [`${LABEL.gateway}=${this.settings.gatewayId}`, `${LABEL.cluster}=${cluster}`];
@@ -185,25 +208,33 @@ export class SwarmBackend implements Backend {
     return ids;
   }
 
-  /** Resolves when a task of the service runs; rejects with Docker's own error when it cannot. */
-  private async waitForTask(serviceId: string, what: string): Promise<void> {
+  /**
+   * Resolves when a task of the service runs; rejects with Docker's own error when it cannot: a NodeError, and
+   * the node avoided by the cluster, when the service is pinned to a node and the fault is that node's.
+   */
+  private async waitForTask(serviceId: string, what: string, pin?: { cluster: string; node: SwarmNode }): Promise<void> {
     let pendingErrorSince: number | null = null;
     const deadline = Date.now() + this.waitLimitMs;
     while (Date.now() < deadline) {
       const tasks = (await this.docker.listTasks({ filters: { service: [serviceId] } })) as Task[];
-      if (tasks.some((t) => t.Status?.State === "running")) return;
-      const failed = tasks.find((t) => FAILED_STATES.has(t.Status?.State ?? ""));
-      if (failed) throw new BackendError(`${what} task ${failed.Status?.State}: ${failed.Status?.Err || failed.Status?.Message || "no detail"}`);
-      const stuck = tasks.find((t) => t.Status?.State === "pending" && t.Status.Err);
-      if (stuck) {
-        pendingErrorSince ??= Date.now();
-        if (Date.now() - pendingErrorSince > PENDING_ERROR_GRACE_MS) throw new BackendError(`${what} task cannot be scheduled: ${stuck.Status!.Err}`);
-      } else {
-        pendingErrorSince = null;
+      const outcome = taskOutcome(tasks, pin !== undefined, pendingErrorSince === null ? 0 : Date.now() - pendingErrorSince);
+      if (outcome.kind === "running") return;
+      if (outcome.kind === "failed") {
+        if (pin && outcome.fault === "node") throw this.avoidNode(pin.cluster, pin.node, outcome.reason);
+        throw new BackendError(`${what} ${outcome.reason}`);
       }
+      pendingErrorSince = outcome.pendingError ? (pendingErrorSince ?? Date.now()) : null;
       await sleep(TASK_POLL_MS);
     }
     throw new BackendError(`no ${what} task was running after ${this.waitLimitMs / 1000} s`);
+  }
+
+  /** Leaves the node out of the cluster's placements for its back-off; answers the error that says so. */
+  private avoidNode(cluster: string, node: SwarmNode, reason: string): NodeError {
+    const hostname = node.Description?.Hostname ?? node.ID;
+    const seconds = this.avoidance.fail(cluster, node.ID, hostname, reason);
+    this.log.warn({ cluster, node: hostname, reason, seconds }, "a worker could not start on a node; the cluster avoids it for a while");
+    return new NodeError(hostname, reason, seconds);
   }
 
   /** Why a service is dead (removed, or no task wants to run any more), or null while it lives. */
@@ -250,6 +281,11 @@ interface Task {
   UpdatedAt?: string;
   NodeID?: string;
   Status?: { State?: string; Err?: string; Message?: string };
+}
+
+/** The image pinned when the scheduler started; clusters recorded before images were pinned use the default. */
+function clusterImage(launch: WorkerLaunch, fallback: string): string {
+  return typeof launch.clusterState.image === "string" ? launch.clusterState.image : fallback;
 }
 
 async function findNetwork(docker: Docker, name: string): Promise<string> {

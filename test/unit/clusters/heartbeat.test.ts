@@ -80,8 +80,25 @@ describe("decideScale", () => {
     const c = cluster({ count: 3 });
     c.workers.set("a", worker("a", Job.RUNNING));
     expect(decideScale(c, 3, null)).toEqual({ kind: "start", count: 2 });
-    expect(decideScale(c, 3, 2)).toEqual({ kind: "start", count: 1 });
-    expect(decideScale(c, 3, 1)).toEqual({ kind: "none" });
+    expect(decideScale(c, 3, { workers: 2, why: "" })).toEqual({ kind: "start", count: 1 });
+    expect(decideScale(c, 3, { workers: 1, why: "" })).toEqual({ kind: "none" });
+  });
+
+  it("wants no more than can be placed now while places are avoided", () => {
+    const c = cluster({ count: 4 });
+    c.workers.set("a", worker("a", Job.RUNNING));
+    expect(decideScale(c, 3, { workers: 4, why: "", now: { workers: 3, why: "avoids host-b" } })).toEqual({ kind: "start", count: 2 });
+    expect(decideScale(c, 3, { workers: 4, why: "", now: { workers: 0, why: "avoids every node" } })).toEqual({ kind: "none" });
+  });
+
+  it("fails only when it wants workers, has none, and every eligible place is avoided", () => {
+    const capacity = { workers: 2, why: "", now: { workers: 0, why: "avoids host-a (No such image), host-b (node down)" } };
+    expect(decideScale(cluster({ count: 1 }), 3, capacity)).toEqual({ kind: "fail", reason: "no eligible node can run a worker: avoids host-a (No such image), host-b (node down)" });
+    expect(decideScale(cluster({ count: 0 }), 3, capacity)).toEqual({ kind: "none" });
+    const starting = cluster({ count: 1 });
+    starting.workers.set("a", worker("a", Job.CREATED));
+    expect(decideScale(starting, 3, capacity)).toEqual({ kind: "none" });
+    expect(decideScale(cluster({ count: 1 }), 3, { workers: 0, why: "no eligible node" })).toEqual({ kind: "none" });
   });
 });
 

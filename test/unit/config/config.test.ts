@@ -15,6 +15,7 @@ describe("configuration", () => {
     expect(c.backend).toBe("local");
     expect(c.clusters.heartbeatTimeout).toBe(30);
     expect(c.auth.mode).toBe("password");
+    expect(c.swarm.nodeBackoff).toBe(60);
   });
 
   it("layers file < env < flags", () => {
@@ -31,6 +32,7 @@ describe("configuration", () => {
     expect(() => load(undefined, { DGW_CLUSTERS_HEARTBEAT_PERIOD: "soon" })).toThrow(/DGW_CLUSTERS_HEARTBEAT_PERIOD: expected a number/);
     expect(() => load(undefined, {}, { backend: "k8s" })).toThrow(/--backend: expected one of local, swarm/);
     expect(() => load(undefined, {}, { "limits.user_max_clusters": "1.5" })).toThrow(ConfigError);
+    expect(() => load(undefined, { DGW_SWARM_NODE_BACKOFF: "0" })).toThrow(/DGW_SWARM_NODE_BACKOFF/);
     expect(() => load(undefined, {}, { address: "nowhere" })).toThrow(/address: expected host:port/);
     expect(() => load(undefined, {}, { api_url: "http://:8000/api" })).toThrow(/api_url: expected an http:\/\/ or https:\/\/ URL with a host/);
     expect(() => load(undefined, {}, { public_url: "gateway:8000" })).toThrow(/public_url: expected/);

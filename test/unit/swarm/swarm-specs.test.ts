@@ -1,12 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { SchedulerLaunch, WorkerLaunch } from "../../../src/backends/backend.js";
 import { schedulerServiceSpec, secretSpecs, workerServiceSpec } from "../../../src/backends/swarm/docker-objects.js";
-import { eligibleNodes, pickNode, sizeWorker, type SwarmNode } from "../../../src/backends/swarm/placement.js";
+import type { AvoidedNode } from "../../../src/backends/swarm/node-avoidance.js";
+import { eligibleNodes, pickNode, placementCapacity, sizeWorker, type SwarmNode } from "../../../src/backends/swarm/placement.js";
 
 const settings = { gatewayId: "g1", image: "img", networkId: "net", schedulerConstraints: ["node.role==manager"] };
 const launch: SchedulerLaunch = {
   name: "c1", user: "alice", token: "TOKEN-SECRET", tlsCert: "CERT", tlsKey: "KEY-SECRET", apiUrl: "http://gateway:8000/api",
-  heartbeatPeriod: 15, adaptivePeriod: 3, idleTimeout: 0, schedulerCores: 1, schedulerMemoryBytes: 2 ** 30, environment: { A: "b" },
+  heartbeatPeriod: 15, adaptivePeriod: 3, idleTimeout: 0, schedulerCores: 1, schedulerMemoryBytes: 2 ** 30, environment: { A: "b" }, image: null,
 };
 const ids = { cert: "i1", key: "i2", token: "i3" };
 const node = (id: string, state = "ready", availability = "active", labels: Record<string, string> = {}, cpus = 8, mem = 16 * 2 ** 30): SwarmNode => ({
@@ -16,13 +17,14 @@ const node = (id: string, state = "ready", availability = "active", labels: Reco
 
 describe("swarm object specs", () => {
   it("keeps secrets out of everything inspectable", () => {
-    const spec = schedulerServiceSpec(settings, launch, ids);
+    const spec = schedulerServiceSpec(settings, launch, ids, "reg:5000/img@sha256:" + "a".repeat(64));
     const text = JSON.stringify(spec);
     expect(text).not.toContain("TOKEN-SECRET");
     expect(text).not.toContain("KEY-SECRET");
     expect(spec.TaskTemplate.ContainerSpec.Env).toContain("DASK_GATEWAY_API_TOKEN=/run/secrets/dask-token");
     expect(spec.TaskTemplate.ContainerSpec.Secrets.every((s) => s.File.Mode === 0o400 && s.File.UID === "1000")).toBe(true);
     expect(spec.TaskTemplate.ContainerSpec.User).toBe("1000:1000");
+    expect(spec.TaskTemplate.ContainerSpec.Image).toBe("reg:5000/img@sha256:" + "a".repeat(64));
     expect(spec.EndpointSpec.Mode).toBe("dnsrr");
     expect(spec.TaskTemplate.RestartPolicy).toEqual({ Condition: "none" });
     expect(spec.Labels).toMatchObject({ "dask-gateway.gateway": "g1", "dask-gateway.cluster": "c1", "dask-gateway.role": "scheduler" });
@@ -31,7 +33,7 @@ describe("swarm object specs", () => {
 
   it("pins a worker to its node with matching reservations", () => {
     const w: WorkerLaunch = { cluster: launch, clusterState: {}, workerName: "w".repeat(32), schedulerAddress: "tls://10.0.0.2:8786", workerCores: 2, workerThreads: 2, workerMemoryBytes: 4 * 2 ** 30 };
-    const spec = workerServiceSpec(settings, w, ids, "node-a");
+    const spec = workerServiceSpec(settings, w, ids, "node-a", "reg:5000/img@sha256:" + "b".repeat(64));
     expect(spec.TaskTemplate.Placement.Constraints).toEqual(["node.id==node-a"]);
     expect(spec.TaskTemplate.Resources.Reservations).toEqual({ NanoCPUs: 2e9, MemoryBytes: 4 * 2 ** 30 });
     expect(spec.TaskTemplate.ContainerSpec.Command).toEqual(expect.arrayContaining(["--name", w.workerName, "--nthreads", "2"]));
@@ -52,6 +54,29 @@ describe("placement", () => {
     expect(pickNode(eligible, new Map([["a", 1]]), 1)?.ID).toBe("d");
     expect(pickNode(eligible, new Map([["a", 1], ["d", 1]]), 1)).toBeNull();
     expect(pickNode(eligible, new Map([["a", 1], ["d", 1]]), 2)?.ID).toBe("a");
+  });
+
+  it("never picks a node the cluster avoids", () => {
+    const eligible = eligibleNodes(nodes, null);
+    expect(pickNode(eligible, new Map(), 1, new Set(["a"]))?.ID).toBe("d");
+    expect(pickNode(eligible, new Map([["d", 1]]), 1, new Set(["a"]))).toBeNull();
+    expect(pickNode(eligible, new Map([["d", 1]]), 2, new Set(["a"]))?.ID).toBe("d");
+  });
+
+  it("keeps the capacity of every eligible node, and says what can be placed now and why while nodes are avoided", () => {
+    const four = [node("a"), node("b"), node("c"), node("d")];
+    const avoidedB: AvoidedNode = { nodeId: "b", hostname: "host-b", reason: "task rejected: No such image: img", secondsLeft: 42 };
+    expect(placementCapacity(four, 2, [], new Map())).toEqual({
+      workers: 8, why: "the swarm has 4 eligible nodes and places at most 2 workers of a cluster on each",
+    });
+    const cap = placementCapacity(four, 2, [avoidedB], new Map([["b", 1]]));
+    expect(cap.workers).toBe(8);
+    expect(cap.now?.workers).toBe(7); // the worker already on b stays
+    expect(cap.now?.why).toBe("the cluster avoids 1 node where its workers failed to start: host-b (task rejected: No such image: img; avoided for another 42 s)");
+    const all = four.map((n): AvoidedNode => ({ ...avoidedB, nodeId: n.ID, hostname: `host-${n.ID}` }));
+    expect(placementCapacity(four, 1, all, new Map()).now?.workers).toBe(0);
+    // A node that is no longer eligible changes nothing about what is avoided.
+    expect(placementCapacity([node("a")], 1, [avoidedB], new Map()).now).toBeUndefined();
   });
 
   it("never sizes a worker beyond its node minus the reserve", () => {
