@@ -45,6 +45,17 @@ for s in $(docker secret ls --filter label=dask-gateway.registry=auth --format '
   [ "$s" = "$DGW_REGISTRY_AUTH_SECRET" ] || docker secret rm "$s" >/dev/null 2>&1 || true
 done
 
+# The deploy returns before the update: wait for it, or the old gateway would answer the health check below.
+for i in $(seq 1 180); do
+  state=$(docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "${STACK}_gateway")
+  running=$(docker service ps --no-trunc --filter desired-state=running --format '{{.Image}} {{.CurrentState}}' "${STACK}_gateway")
+  case "$state" in
+    ""|completed) [[ "$running" == "$DGW_GATEWAY_IMAGE Running"* ]] && break ;;
+    paused|rollback_*) log "the gateway's update stopped ($state): see 'docker service ps ${STACK}_gateway'"; exit 1 ;;
+  esac
+  [ $((i % 10)) = 0 ] && log "still updating the gateway ($i s)"
+  sleep 1
+done
 log "waiting for http://127.0.0.1:$PORT/api/health"
 for i in $(seq 1 120); do
   if curl -fsS -m 2 "http://127.0.0.1:$PORT/api/health" >/dev/null 2>&1; then break; fi

@@ -7,6 +7,7 @@ import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { createApp } from "./api/app.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { resolveSharedPassword, type SharedPassword } from "./auth/shared-password.js";
@@ -24,6 +25,9 @@ import { loadCatalog } from "./options/catalog.js";
 import { dashboardMiddleware, dashboardUpgrade } from "./proxy/dashboard-route.js";
 import { PublicListener } from "./proxy/public-listener.js";
 import { VERSION } from "./version.js";
+
+/** At shutdown, requests under way get this long to be answered before their connections are closed. */
+const SHUTDOWN_REQUEST_GRACE_MS = 2_000;
 
 export interface RunningGateway {
   /** The bound public address (the port is real even when 0 was configured). */
@@ -100,14 +104,19 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     async close() {
       if (closed) return;
       closed = true;
-      await listener.close();
-      await schedulerListener?.close();
+      const listenersClosed = Promise.all([listener.close(), schedulerListener?.close()]);
+      // The listeners count the HTTP connections they handed over: idle keep-alive ones (a scheduler's, a
+      // client's) would hold them open, and the old gateway's name in DNS, until their peers let go.
+      httpServer.closeIdleConnections();
+      httpsServer?.closeIdleConnections();
+      await Promise.race([listenersClosed, sleep(SHUTDOWN_REQUEST_GRACE_MS)]);
+      httpServer.closeAllConnections();
+      httpsServer?.closeAllConnections();
+      await listenersClosed;
       await manager.close();
       await backend.close();
       // Clusters left running on purpose (stop_on_shutdown false) are adopted by the next start.
       if (config.clusters.stopOnShutdown) killAllSync();
-      httpServer.closeAllConnections();
-      httpsServer?.closeAllConnections();
       log.info("gateway stopped");
     },
   };

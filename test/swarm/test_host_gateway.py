@@ -100,6 +100,8 @@ def host_gateway(tmp_path: Path, *extra: str):
     args = ["node", str(ROOT / "dist" / "cli.js"), "--backend", "swarm", "--address", f"0.0.0.0:{port}",
             "--api_url", f"http://{host_ip}:{port}/api", "--swarm.network", NETWORK, "--swarm.gateway_id", GATEWAY_ID,
             "--state_dir", str(tmp_path / "state"), "--clusters.check_period", "1", "--log.format", "json",
+            # On the manager, where the image was built: nodes pull only from a registry (see test_swarm.py).
+            "--swarm.scheduler_constraint", "node.role==manager",
             "--log.level", "debug", *extra]
     log = tmp_path / "gateway.log"
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
@@ -180,3 +182,17 @@ def test_missing_image_fails_the_cluster_at_once_with_dockers_reason(tmp_path):
         reason = requests.get(f"{url}/api/v1/clusters/{name}/events", auth=AUTH, timeout=10).json()["reason"]
         assert "dgw-no-such-image:0" in reason or "No such image" in reason, reason
         wait_for(lambda: labelled("service") == [] and labelled("secret") == [], 60, "the cluster's objects to go")
+
+
+def test_image_missing_from_the_registry_fails_at_once_with_its_reason(tmp_path):
+    """With a registry, the image is pinned by digest before anything is created: one the registry lacks fails the
+    start with the registry's own answer, whichever node would have run it."""
+    registry = sh(str(ROOT / "scripts" / "registry.sh"), "up")
+    with host_gateway(tmp_path, "--swarm.registry", registry, "--swarm.image", "dgw-no-such-image:0") as (url, _switch):
+        started = time.time()
+        name = requests.post(f"{url}/api/v1/clusters/", json={}, auth=AUTH, timeout=30).json()["name"]
+        wait_for(lambda: status(url, name) == "FAILED", 60, "the cluster to fail")
+        assert time.time() - started < 10
+        reason = requests.get(f"{url}/api/v1/clusters/{name}/events", auth=AUTH, timeout=10).json()["reason"]
+        assert f"image {registry}/dgw-no-such-image:0 cannot be pulled from its registry" in reason, reason
+        assert "manifest unknown" in reason or "not found" in reason, reason

@@ -19,6 +19,8 @@ import { recordsKey, swarmRecordStore } from "./record-store.js";
 import { taskOutcome } from "./task-outcome.js";
 
 const TASK_POLL_MS = 500;
+/** Services of the swarm's own registry carry this label (docker/registry.yml). */
+const REGISTRY_LABEL = "dask-gateway.registry";
 const ENDED_STATES = new Set(["failed", "rejected", "orphaned", "shutdown", "complete", "remove"]);
 
 export class SwarmBackend implements Backend {
@@ -148,7 +150,11 @@ export class SwarmBackend implements Backend {
   async capacity(launch: SchedulerLaunch): Promise<Capacity> {
     const avoided = this.avoidance.avoided(launch.name);
     const used = avoided.length > 0 ? await this.workersPerNode(launch.name) : new Map<string, number>();
-    return placementCapacity(await this.eligibleNodes(), this.config.workersPerNode, avoided, used);
+    const { nodes, waiting } = await this.placeableNodes();
+    const capacity = placementCapacity(nodes, this.config.workersPerNode, avoided, used);
+    if (waiting.length === 0) return capacity;
+    const names = waiting.map((n) => n.Description?.Hostname ?? n.ID).join(", ");
+    return { ...capacity, why: `${capacity.why} (not yet ${names}: no registry task runs there yet to pull the image from)` };
   }
 
   async ping(): Promise<void> {
@@ -171,7 +177,22 @@ export class SwarmBackend implements Backend {
   }
 
   private async eligibleNodes(): Promise<SwarmNode[]> {
-    return eligibleNodes((await this.docker.listNodes()) as SwarmNode[], this.config.workerNodeLabel);
+    return (await this.placeableNodes()).nodes;
+  }
+
+  /**
+   * Ready, active (and labelled) nodes that can pull the image. A loopback registry address means that each node
+   * pulls from a task of the swarm's own registry running there (docker/registry.yml): a node that just joined
+   * waits until one runs, instead of failing its first worker.
+   */
+  private async placeableNodes(): Promise<{ nodes: SwarmNode[]; waiting: SwarmNode[] }> {
+    const nodes = eligibleNodes((await this.docker.listNodes()) as SwarmNode[], this.config.workerNodeLabel);
+    if (!this.registry || !/^(127\.|localhost[:/]|\[::1\])/.test(this.registry)) return { nodes, waiting: [] };
+    const services = await this.docker.listServices({ filters: { label: [REGISTRY_LABEL] } });
+    if (services.length === 0) return { nodes, waiting: [] };
+    const tasks = (await this.docker.listTasks({ filters: { service: services.map((sv) => sv.ID), "desired-state": ["running"] } })) as Task[];
+    const serving = new Set(tasks.filter((t) => t.Status?.State === "running").map((t) => t.NodeID));
+    return { nodes: nodes.filter((n) => serving.has(n.ID)), waiting: nodes.filter((n) => !serving.has(n.ID)) };
   }
 
   /** Node id → number of this cluster's worker services pinned there. */
