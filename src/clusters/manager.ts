@@ -355,7 +355,7 @@ export class ClusterManager {
       } catch (err) {
         // One bad node is no fault of the cluster: it does not count toward the limit, and the replacement goes elsewhere.
         if (err instanceof NodeError) {
-          this.workerFailed(c, w, `worker ${w.name} could not start on node ${err.node} (${err.reason}); the cluster avoids that node for ${err.backoffSeconds} s and starts a replacement elsewhere`, false);
+          this.workerFailed(c, w, `worker ${w.name} could not start on node ${err.node} (${err.reason}); the cluster avoids that node for ${err.backoffSeconds} s: the worker goes to another node with room, or waits for one`, false);
         } else {
           this.workerFailed(c, w, `worker ${w.name} failed to start: ${(err as Error).message}`);
         }

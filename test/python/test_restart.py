@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import time
 
 import requests
 from dask_gateway import BasicAuth, Gateway
@@ -53,3 +55,21 @@ def test_leftovers_of_unknown_clusters_are_removed_at_start(tmp_path):
         wait_for(lambda: not stray.exists(), 10, what="orphan cleanup")
     finally:
         stop_gateway(gw2)
+
+
+def test_sigterm_does_not_wait_for_idle_keepalive_connections(tmp_path):
+    """A stopping gateway closes idle keep-alive connections at once: held open, they kept an old gateway (and, on
+    Swarm, its name in DNS, so schedulers could not reach the new one) for up to a minute."""
+    gw = start_gateway(tmp_path, **{"auth.password": "pw", "clusters.stop_on_shutdown": "false"})
+    idle = socket.create_connection(("127.0.0.1", gw.port))
+    try:
+        idle.sendall(b"GET /api/health HTTP/1.1\r\nHost: gw\r\nConnection: keep-alive\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        gw.proc.send_signal(signal.SIGTERM)
+        gw.proc.wait(30)
+        assert time.monotonic() - started < 10
+        assert idle.recv(4096) == b"", "the idle connection was closed"
+    finally:
+        idle.close()
+        stop_gateway(gw)

@@ -8,7 +8,7 @@ in no log, label, environment or service spec. Runs after test_swarm.py, whose l
 """
 from __future__ import annotations
 
-import json
+import base64
 import os
 import shutil
 import subprocess
@@ -28,7 +28,8 @@ PREFIX = "team/dask"
 
 
 def docker0() -> str:
-    return sh("docker", "network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}")
+    """The host's address on Docker's default bridge, which the Docker-in-Docker nodes reach it by."""
+    return sh("docker", "info", "--format", "{{.Swarm.NodeAddr}}")  # the swarm advertises it (scripts/docker-engine.sh)
 
 
 def make_certificate(directory: Path, ip: str) -> None:
@@ -110,14 +111,14 @@ def test_private_registry_credentials_reach_fresh_nodes_and_no_log(deployed, fre
             client.wait_for_workers(2, timeout=300)
             assert fresh_node in wait_for(lambda: worker_nodes(cluster.name), 60, "worker placement")
             assert client.submit(lambda x: x + 1, 1).result(timeout=60) == 2
+            # While the cluster runs: every service (specs, labels, environment) and container, here and on the node.
+            seen = sh("docker", "service", "inspect", *sh("docker", "service", "ls", "-q").split())
+            seen += sh("docker", "inspect", *sh("docker", "ps", "-aq").split())
+            seen += sh("docker", "exec", fresh_node, "sh", "-c", "docker inspect $(docker ps -aq)")
             client.close()
         finally:
             cluster.shutdown()
-
-    # The secret is nowhere to be read: services (specs, labels, environment), containers, the gateway's log.
-    services = sh("docker", "service", "ls", "-q").split()
-    seen = sh("docker", "service", "inspect", *services) + sh("docker", "inspect", *sh("docker", "ps", "-aq").split())
     seen += subprocess.run(["docker", "service", "logs", "--raw", "dgw_gateway"], capture_output=True, text=True).stdout
-    seen += sh("docker", "exec", fresh_node, "sh", "-c", "docker inspect $(docker ps -aq) 2>/dev/null || true")
-    for form in (PASSWORD, json.dumps(PASSWORD)[1:-1]):
+    assert f"{deployed['registry']}/dgw-sidecar@sha256:" in seen, "the services name the image by digest in the registry"
+    for form in (PASSWORD, base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()):  # as given, as `docker login` keeps it
         assert form not in seen
