@@ -62,8 +62,10 @@ export interface Capacity {
   /** The most it can ever place, and why: a scale request is clamped to it, so it never shrinks for a passing failure. */
   workers: number;
   why: string;
-  /** Present while some places are avoided after failures: the most it can place now, and which places are avoided and why. */
+  /** Present while some places are avoided after failures or not usable yet: the most it can place now, and why. */
   now?: { workers: number; why: string };
+  /** Set when every place failed this cluster's workers and none is about to become usable: why. */
+  unplaceable?: string;
 }
 
 export interface Backend {

@@ -89,15 +89,15 @@ export type ScaleDecision = { kind: "fail"; reason: string } | { kind: "start"; 
 
 /**
  * What a RUNNING cluster needs now: fail after too many worker failures, or when it wants workers, has none and
- * every place that could run one is avoided; else the workers missing up to what can be placed now.
+ * every place that could run one failed it; else the workers missing up to what can be placed now.
  */
 export function decideScale(cluster: ClusterRecord, failureLimit: number, capacity: Capacity | null): ScaleDecision {
   if (cluster.workerFailures >= failureLimit) {
     return { kind: "fail", reason: `${cluster.workerFailures} consecutive workers failed to start` };
   }
   const active = activeWorkers(cluster).length;
-  if (capacity?.now && capacity.now.workers === 0 && capacity.workers > 0 && cluster.count > 0 && active === 0) {
-    return { kind: "fail", reason: `no eligible node can run a worker: ${capacity.now.why}` };
+  if (capacity?.unplaceable && cluster.count > 0 && active === 0) {
+    return { kind: "fail", reason: `no eligible node can run a worker: ${capacity.unplaceable}` };
   }
   const placeable = capacity?.now?.workers ?? capacity?.workers ?? null;
   const missing = (placeable === null ? cluster.count : Math.min(cluster.count, placeable)) - active;

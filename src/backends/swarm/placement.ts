@@ -35,21 +35,33 @@ export function pickNode(nodes: SwarmNode[], used: Map<string, number>, perNode:
 }
 
 /**
- * How many workers of a cluster the eligible nodes hold: `perNode` each; and, while the cluster avoids some of
- * them, how many they hold now (an avoided node keeps only the workers already there).
+ * How many workers of a cluster the eligible nodes hold: `perNode` each; and, while some cannot take one now, how
+ * many they hold now: an avoided node keeps only the workers already there, a `waiting` node (not able to pull
+ * yet) gets none until it can.
  */
-export function placementCapacity(nodes: SwarmNode[], perNode: number, avoided: readonly AvoidedNode[], used: Map<string, number>): Capacity {
+export function placementCapacity(nodes: SwarmNode[], perNode: number, avoided: readonly AvoidedNode[], used: Map<string, number>, waiting: readonly SwarmNode[] = []): Capacity {
   const capacity: Capacity = {
     workers: nodes.length * perNode,
     why: `the swarm has ${plural(nodes.length, "eligible node")} and places at most ${plural(perNode, "worker")} of a cluster on each`,
   };
   const eligible = new Set(nodes.map((n) => n.ID));
   const avoidedHere = avoided.filter((a) => eligible.has(a.nodeId));
-  if (avoidedHere.length === 0) return capacity;
+  const avoidedIds = new Set(avoidedHere.map((a) => a.nodeId));
+  const waitingHere = waiting.filter((n) => eligible.has(n.ID) && !avoidedIds.has(n.ID));
+  if (avoidedHere.length === 0 && waitingHere.length === 0) return capacity;
   const kept = avoidedHere.reduce((n, a) => n + Math.min(perNode, used.get(a.nodeId) ?? 0), 0);
-  const names = avoidedHere.map((a) => `${a.hostname} (${a.reason}; avoided for another ${a.secondsLeft} s)`);
-  const why = `the cluster avoids ${plural(avoidedHere.length, "node")} where its workers failed to start: ${names.join(", ")}`;
-  return { ...capacity, now: { workers: (nodes.length - avoidedHere.length) * perNode + kept, why } };
+  const reasons: string[] = [];
+  if (avoidedHere.length > 0) {
+    const names = avoidedHere.map((a) => `${a.hostname} (${a.reason}; avoided for another ${a.secondsLeft} s)`);
+    reasons.push(`the cluster avoids ${plural(avoidedHere.length, "node")} where its workers failed to start: ${names.join(", ")}`);
+  }
+  if (waitingHere.length > 0) {
+    const names = waitingHere.map((n) => n.Description?.Hostname ?? n.ID);
+    reasons.push(`${names.join(", ")} cannot pull images yet (no task of the swarm's registry runs there yet)`);
+  }
+  const why = reasons.join("; ");
+  const result: Capacity = { ...capacity, now: { workers: (nodes.length - avoidedHere.length - waitingHere.length) * perNode + kept, why } };
+  return avoidedHere.length === nodes.length && nodes.length > 0 ? { ...result, unplaceable: why } : result;
 }
 
 function plural(n: number, noun: string): string {

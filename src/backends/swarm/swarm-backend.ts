@@ -146,15 +146,12 @@ export class SwarmBackend implements Backend {
     return typeof state.serviceId === "string" ? this.serviceDeath(state.serviceId, "worker") : null;
   }
 
-  /** At most one worker per eligible node (or `workers_per_node`); fewer now on nodes the cluster avoids. */
+  /** At most one worker per eligible node (or `workers_per_node`); fewer now on nodes avoided or not able to pull yet. */
   async capacity(launch: SchedulerLaunch): Promise<Capacity> {
     const avoided = this.avoidance.avoided(launch.name);
     const used = avoided.length > 0 ? await this.workersPerNode(launch.name) : new Map<string, number>();
     const { nodes, waiting } = await this.placeableNodes();
-    const capacity = placementCapacity(nodes, this.config.workersPerNode, avoided, used);
-    if (waiting.length === 0) return capacity;
-    const names = waiting.map((n) => n.Description?.Hostname ?? n.ID).join(", ");
-    return { ...capacity, why: `${capacity.why} (not yet ${names}: no registry task runs there yet to pull the image from)` };
+    return placementCapacity([...nodes, ...waiting], this.config.workersPerNode, avoided, used, waiting);
   }
 
   async ping(): Promise<void> {

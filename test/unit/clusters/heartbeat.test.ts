@@ -91,8 +91,11 @@ describe("decideScale", () => {
     expect(decideScale(c, 3, { workers: 4, why: "", now: { workers: 0, why: "avoids every node" } })).toEqual({ kind: "none" });
   });
 
-  it("fails only when it wants workers, has none, and every eligible place is avoided", () => {
-    const capacity = { workers: 2, why: "", now: { workers: 0, why: "avoids host-a (No such image), host-b (node down)" } };
+  it("fails only when it wants workers, has none, and every eligible place failed it", () => {
+    const why = "avoids host-a (No such image), host-b (node down)";
+    const capacity = { workers: 2, why: "", now: { workers: 0, why }, unplaceable: why };
+    // Places that cannot take a worker yet but did not fail it (a node waiting to pull) are waited for.
+    expect(decideScale(cluster({ count: 1 }), 3, { workers: 2, why: "", now: { workers: 0, why } })).toEqual({ kind: "none" });
     expect(decideScale(cluster({ count: 1 }), 3, capacity)).toEqual({ kind: "fail", reason: "no eligible node can run a worker: avoids host-a (No such image), host-b (node down)" });
     expect(decideScale(cluster({ count: 0 }), 3, capacity)).toEqual({ kind: "none" });
     const starting = cluster({ count: 1 });

@@ -177,7 +177,9 @@ describe("classify by property", () => {
       }),
       { numRuns: 5000 },
     );
-    expect(slowest).toBeLessThan(20);
+    // Catches a parse that grows with the input (seconds), not speed: on a busy 2-core machine a garbage
+    // collection or a preemption alone made one call of 5000 take 58 ms.
+    expect(slowest).toBeLessThan(250);
   });
 
   it("answers quickly on maximal records of random bytes", () => {

@@ -75,6 +75,15 @@ describe("placement", () => {
     expect(cap.now?.why).toBe("the cluster avoids 1 node where its workers failed to start: host-b (task rejected: No such image: img; avoided for another 42 s)");
     const all = four.map((n): AvoidedNode => ({ ...avoidedB, nodeId: n.ID, hostname: `host-${n.ID}` }));
     expect(placementCapacity(four, 1, all, new Map()).now?.workers).toBe(0);
+    expect(placementCapacity(four, 1, all, new Map()).unplaceable).toMatch(/^the cluster avoids 4 nodes/);
+    expect(cap.unplaceable).toBeUndefined();
+    // A node that cannot pull yet counts in the clamp, not now, and never makes the cluster unplaceable.
+    const waiting = placementCapacity(four, 1, [avoidedB], new Map(), [node("c"), node("b")]);
+    expect(waiting).toMatchObject({ workers: 4, now: { workers: 2 } });
+    expect(waiting.now?.why).toMatch(/; c cannot pull images yet \(no task of the swarm's registry runs there yet\)$/);
+    const onlyWaiting = placementCapacity([node("a")], 1, [], new Map(), [node("a")]);
+    expect(onlyWaiting).toMatchObject({ workers: 1, now: { workers: 0 } });
+    expect(onlyWaiting.unplaceable).toBeUndefined();
     // A node that is no longer eligible changes nothing about what is avoided.
     expect(placementCapacity([node("a")], 1, [avoidedB], new Map()).now).toBeUndefined();
   });
