@@ -83,7 +83,8 @@ function banner(gw: RunningGateway): string {
 
 function help(): string {
   const rows = SETTINGS.map((s) => {
-    const dflt = s.default === null ? "" : ` (default: ${Array.isArray(s.default) ? s.default.join(",") || "none" : s.default})`;
+    const shown = s.type === "json" ? JSON.stringify(s.default) : Array.isArray(s.default) ? s.default.join(",") || "none" : s.default;
+    const dflt = s.default === null ? "" : ` (default: ${shown})`;
     const choices = s.choices ? ` [${s.choices.join("|")}]` : "";
     return `  --${s.key}${choices}  ${envName(s.key)}\n      ${s.help}${dflt}`;
   });

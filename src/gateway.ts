@@ -17,11 +17,13 @@ import type { Backend } from "./backends/backend.js";
 import { LocalBackend } from "./backends/local/local-backend.js";
 import { killAllSync } from "./backends/local/processes.js";
 import { ClusterManager } from "./clusters/manager.js";
+import { WarmPool, type PoolOptionSet } from "./clusters/pool.js";
 import { fileStore, migratingStore, type ClusterStore } from "./clusters/store.js";
 import type { GatewayConfig } from "./config/config.js";
+import { ConfigError } from "./config/load.js";
 import type { Logger } from "./logging.js";
 import { Metrics } from "./metrics.js";
-import { loadCatalog } from "./options/catalog.js";
+import { loadCatalog, type OptionsCatalog } from "./options/catalog.js";
 import { dashboardMiddleware, dashboardUpgrade } from "./proxy/dashboard-route.js";
 import { PublicListener } from "./proxy/public-listener.js";
 import { VERSION } from "./version.js";
@@ -52,8 +54,11 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const backend = await createBackend(config, log);
 
   let apiUrl = config.apiUrl ?? "";
-  const manager = new ClusterManager({
-    backend, log: log.child({ component: "clusters" }), clusters: config.clusters, limits: config.limits, catalog,
+  // Read at each scrape, once the manager and the pool exist.
+  const metrics: Metrics = new Metrics(() => manager.statusCounts(), () => pool.counts());
+  const pool: WarmPool = new WarmPool({ settings: config.pool, sets: poolOptionSets(config, catalog), log: log.child({ component: "pool" }), metrics });
+  const manager: ClusterManager = new ClusterManager({
+    backend, log: log.child({ component: "clusters" }), clusters: config.clusters, limits: config.limits, catalog, pool,
     store: recordStore(config, backend, log),
     get apiUrl() {
       return apiUrl;
@@ -68,7 +73,6 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       return cluster !== undefined && mayAct(user, cluster);
     },
   };
-  const metrics = new Metrics(() => manager.statusCounts());
   const app = createApp({
     manager, auth, log, metrics, version: VERSION, maxBodyBytes: config.limits.maxBodyBytes,
     before: [dashboardMiddleware(dashboards)],
@@ -128,6 +132,16 @@ async function createBackend(config: GatewayConfig, log: Logger): Promise<Backen
     return SwarmBackend.create(config, log.child({ component: "swarm" }));
   }
   return new LocalBackend({ clustersDir: join(config.stateDir, "clusters"), daskCommand: config.local.daskCommand, niceness: config.local.niceness });
+}
+
+/** The pool's option sets, normalized by the catalog; an invalid one is a configuration error naming it. */
+function poolOptionSets(config: GatewayConfig, catalog: OptionsCatalog): PoolOptionSet[] {
+  if (config.pool.size === 0) return [];
+  return config.pool.optionSets.map((requested, i) => {
+    const parsed = catalog.parse(requested);
+    if (!parsed.ok) throw new ConfigError(`pool.option_sets[${i}] (${JSON.stringify(requested)}): ${parsed.error}`);
+    return { options: parsed.options, config: parsed.config };
+  });
 }
 
 /** The backend's own record store if it has one (records from state_dir move into it), else state_dir. */

@@ -67,11 +67,12 @@ export function apiRouter({ manager, auth, version, metrics }: RouteDeps): Route
   });
 
   router.delete("/api/v1/clusters/:name", async (ctx) => {
-    const cluster = manager.get(ctx.params.name!);
-    if (hasClusterToken(ctx, cluster)) {
+    const byScheduler = manager.forScheduler(ctx.params.name!);
+    if (hasClusterToken(ctx, byScheduler)) {
       // The scheduler itself asks to stop: its idle timeout expired.
-      manager.requestStop(cluster!, Job.STOPPED, "the scheduler asked to stop (idle timeout)");
+      manager.requestStop(byScheduler!, Job.STOPPED, "the scheduler asked to stop (idle timeout)");
     } else {
+      const cluster = manager.get(ctx.params.name!);
       const u = await user(ctx);
       if (cluster) {
         assertMayAct(u, cluster, "stop");
@@ -100,7 +101,8 @@ export function apiRouter({ manager, auth, version, metrics }: RouteDeps): Route
   });
 
   router.post("/api/v1/clusters/:name/heartbeat", async (ctx) => {
-    const cluster = manager.get(ctx.params.name!);
+    // Warm schedulers of the pool heartbeat too; only their own token finds them.
+    const cluster = manager.forScheduler(ctx.params.name!);
     if (!hasClusterToken(ctx, cluster)) throw new Unauthorized("token", "Unauthorized");
     manager.heartbeat(cluster!, requireBody(ctx, "Heartbeat") as HeartbeatMessage);
     ctx.status = 200;

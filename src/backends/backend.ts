@@ -24,6 +24,11 @@ export interface SchedulerLaunch {
   environment: Record<string, string>;
   /** The `image` cluster option; null: the backend's default image. */
   image: string | null;
+  /**
+   * Started for the warm pool: no owner yet, idle timeout 0, and the claim preload (backends/pool-preload.ts) added
+   * after the gateway's, so that the claim arms the idle timeout. Only the start of the scheduler looks at it.
+   */
+  warm?: boolean;
 }
 
 /** Everything a backend needs to launch one worker. */
@@ -89,6 +94,11 @@ export interface Backend {
   cleanupOrphans?(known: ReadonlySet<string>): Promise<void>;
   /** A store for cluster records that lives with the backend's clusters (the swarm), when configured. */
   recordStore?(onBadRecord: (cluster: string, err: Error) => void): ClusterStore | undefined;
+  /**
+   * What, beyond the launch itself, fixes how this backend starts a scheduler (its command, default image,
+   * placement): part of the warm pool's key, so a changed setting replaces the warm schedulers it affects.
+   */
+  schedulerFingerprint?(): string;
   /** Releases resources of the backend itself (not the clusters). */
   close(): Promise<void>;
 }

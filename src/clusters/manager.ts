@@ -12,8 +12,12 @@ import { newKeypair } from "../tls/keypair.js";
 import { clampAdapt, clampScale } from "../options/limits.js";
 import type { OptionsCatalog } from "../options/catalog.js";
 import { applyHeartbeat, decideScale, workerStartAllowance, type HeartbeatMessage } from "./heartbeat.js";
-import { Job, activeWorkers, isActive, publicStatus, type ClusterRecord, type ClusterStatus, type WorkerRecord } from "./model.js";
-import { sendToScheduler, type SchedulerMessage } from "./scheduler-api.js";
+import {
+  Job, activeWorkers, isActive, isUserCluster, publicStatus,
+  type ClusterConfig, type ClusterRecord, type ClusterStatus, type RecycleReason, type WorkerRecord,
+} from "./model.js";
+import { poolKey, type PoolHost, type PoolOptionSet, type WarmPool } from "./pool.js";
+import { claimScheduler, sendToScheduler, type SchedulerMessage } from "./scheduler-api.js";
 import type { ClusterStore } from "./store.js";
 import { WorkQueue } from "./workqueue.js";
 
@@ -33,8 +37,15 @@ export interface ManagerOptions {
   /** Base URL of the gateway API for schedulers (ends in /api). */
   apiUrl: string;
   store: ClusterStore;
+  /** The warm pool (clusters/pool.ts); without it every cluster starts cold. */
+  pool?: WarmPool;
   now?: () => number;
 }
+
+/** The owner of a warm scheduler until a claim: nobody. */
+const POOL_OWNER = "";
+/** A claim tries this many warm schedulers that do not answer before it starts a cluster cold. */
+const CLAIM_ATTEMPTS = 3;
 
 const MAX_EVENTS = 200;
 const WAIT_LIMIT_MS = 20_000;
@@ -75,12 +86,16 @@ export class ClusterManager {
       await this.undoUnrecordedStarts(c);
       this.queue.put(clusterKey(c.name));
       for (const w of c.workers.values()) this.queue.put(workerKey(c.name, w.name));
+      // A claim cut short by the crash answered nobody; the scheduler may have been armed for it, so it goes.
+      if (c.pool?.claiming) this.recycle(c, "interrupted_claim", "the gateway stopped while a claim of it was under way");
+      else if (c.pool && !this.opts.pool) this.recycle(c, "config_changed", "the gateway runs without a pool now");
     }
     const known = new Set([...this.clusters.values()].filter((c) => c.status < Job.STOPPED).map((c) => c.name));
     for (const name of unreadable) known.add(name); // left running: its record may be readable again later
     await this.opts.backend.cleanupOrphans?.(known);
     this.checkTimer = setInterval(() => void this.checkAll(), this.opts.clusters.checkPeriod * 1000);
     this.checkTimer.unref();
+    this.opts.pool?.start(this.poolHost());
   }
 
   /**
@@ -104,8 +119,28 @@ export class ClusterManager {
 
   // ---- Requests -------------------------------------------------------------------------------
 
-  /** Creates a cluster for a user from their requested options; answers its name. */
+  /**
+   * Creates a cluster for a user from their requested options; answers its record. Limits are checked first, so a
+   * refused request uses nothing; then a ready warm scheduler of the same pool key is claimed, else one starts cold.
+   */
   async create(user: User, requested: unknown): Promise<ClusterRecord> {
+    const started = performance.now();
+    const pool = this.opts.pool;
+    let parsed: { options: Record<string, unknown>; config: ClusterConfig };
+    try {
+      parsed = await this.admit(user, requested);
+    } catch (err) {
+      if (pool?.enabled) pool.countClaim("refused", (performance.now() - started) / 1000);
+      throw err;
+    }
+    const claimed = pool?.enabled ? await this.claim(user, parsed) : undefined;
+    const cluster = claimed ?? (await this.createCold(user, parsed));
+    if (pool?.enabled) pool.countClaim(claimed ? "hit" : "miss", (performance.now() - started) / 1000);
+    return cluster;
+  }
+
+  /** The checks before anything is used: shutdown, the user's limits, the options, the backend, the rate. */
+  private async admit(user: User, requested: unknown): Promise<{ options: Record<string, unknown>; config: ClusterConfig }> {
     if (this.closing) throw new PublicError(503, "the gateway is shutting down");
     const max = this.opts.limits.userMaxClusters;
     if (max !== null && this.list(user.name).length >= max) {
@@ -117,26 +152,70 @@ export class ClusterManager {
       throw this.unreachable(err, "nothing was created; try again shortly");
     });
     this.countCreate(user.name);
+    return parsed;
+  }
+
+  private async createCold(user: User, parsed: { options: Record<string, unknown>; config: ClusterConfig }): Promise<ClusterRecord> {
+    const cluster = await this.newRecord(user.name, parsed.options, parsed.config);
+    this.clusters.set(cluster.name, cluster);
+    try {
+      await this.opts.store.save(cluster);
+    } catch (err) {
+      this.clusters.delete(cluster.name);
+      throw new PublicError(503, `the cluster could not be recorded (${(err as Error).message}); nothing was created; try again shortly`);
+    }
+    this.event(cluster, "created", `created by ${user.name} with options ${JSON.stringify(parsed.options)}`);
+    this.queue.put(clusterKey(cluster.name));
+    return cluster;
+  }
+
+  /** A new record with its own name, TLS key pair and token, not yet started. */
+  private async newRecord(user: string, options: Record<string, unknown>, config: ClusterConfig): Promise<ClusterRecord> {
     const name = randomBytes(16).toString("hex");
     const { cert, key } = await newKeypair(name);
     const now = this.now();
-    const cluster: ClusterRecord = {
-      name, user: user.name, token: randomBytes(16).toString("hex"), tlsCert: cert, tlsKey: key,
-      options: parsed.options, config: parsed.config,
+    return {
+      name, user, token: randomBytes(16).toString("hex"), tlsCert: cert, tlsKey: key, options, config,
       status: Job.CREATED, target: Job.RUNNING, startTime: now, stopTime: null, count: 0,
       schedulerAddress: "", dashboardAddress: "", apiAddress: "", lastHeartbeat: null,
       workerFailures: 0, reason: null, events: [], state: {}, workers: new Map(), clients: 0, lastClientSeen: now,
     };
-    this.clusters.set(name, cluster);
-    try {
-      await this.opts.store.save(cluster);
-    } catch (err) {
-      this.clusters.delete(name);
-      throw new PublicError(503, `the cluster could not be recorded (${(err as Error).message}); nothing was created; try again shortly`);
+  }
+
+  /**
+   * Gives the user a ready warm scheduler of the request's pool key, or undefined (a miss). The pool marks the one
+   * it hands over synchronously, so concurrent claims never share one; the scheduler must answer the claim (which
+   * arms its idle timeout from now) before it becomes the user's, and it is recorded as theirs before the answer.
+   */
+  private async claim(user: User, parsed: { options: Record<string, unknown>; config: ClusterConfig }): Promise<ClusterRecord | undefined> {
+    const key = this.keyOf(parsed.config);
+    for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+      const warm = this.opts.pool!.take(key);
+      if (!warm) return undefined;
+      const answered = await claimScheduler(warm.apiAddress, warm.token, parsed.config.idleTimeout);
+      if (!answered || warm.target !== Job.RUNNING || this.closing) {
+        this.recycle(warm, "claim_failed", answered ? "stopped while it was being claimed" : `its API at ${warm.apiAddress} did not answer the claim`);
+        continue;
+      }
+      const membership = warm.pool!;
+      const now = this.now();
+      const readyFor = Math.round((now - warm.startTime) / 1000);
+      Object.assign(warm, { user: user.name, options: parsed.options, config: parsed.config, startTime: now, lastClientSeen: now, events: [] });
+      delete warm.pool;
+      try {
+        await this.opts.store.save(warm);
+      } catch (err) {
+        // Nobody may use a scheduler its record does not give them: back to the pool's, and stopped.
+        Object.assign(warm, { user: POOL_OWNER, pool: membership });
+        this.recycle(warm, "claim_failed", `its claim could not be recorded (${(err as Error).message})`);
+        throw new PublicError(503, `the cluster could not be recorded (${(err as Error).message}); nothing was created; try again shortly`);
+      }
+      this.event(warm, "created", `created by ${user.name} with options ${JSON.stringify(parsed.options)}`);
+      this.event(warm, "running", `claimed from the warm pool (its scheduler started ${readyFor} s earlier); scheduler at ${warm.schedulerAddress}, dashboard ${warm.dashboardAddress || "none"}`);
+      this.queue.put(clusterKey(warm.name));
+      return warm;
     }
-    this.event(cluster, "created", `created by ${user.name} with options ${JSON.stringify(parsed.options)}`);
-    this.queue.put(clusterKey(name));
-    return cluster;
+    return undefined;
   }
 
   /** The JSON of `GET /api/v1/options`. */
@@ -144,14 +223,21 @@ export class ClusterManager {
     return this.opts.catalog.spec();
   }
 
+  /** A user's cluster by name; the pool's warm schedulers are unknown here, to everyone. */
   get(name: string): ClusterRecord | undefined {
+    const c = this.clusters.get(name);
+    return c && isUserCluster(c) ? c : undefined;
+  }
+
+  /** Any cluster by name, warm schedulers included: for requests a scheduler authenticates with its own token. */
+  forScheduler(name: string): ClusterRecord | undefined {
     return this.clusters.get(name);
   }
 
-  /** A user's clusters: active ones by default, else those whose public status is listed. */
+  /** A user's clusters (every user's for null): active ones by default, else those whose public status is listed. */
   list(user: string | null, statuses?: readonly ClusterStatus[]): ClusterRecord[] {
     return [...this.clusters.values()].filter(
-      (c) => (user === null || c.user === user) && (statuses ? statuses.includes(publicStatus(c.status, c.target)) : isActive(c)),
+      (c) => isUserCluster(c) && (user === null || c.user === user) && (statuses ? statuses.includes(publicStatus(c.status, c.target)) : isActive(c)),
     );
   }
 
@@ -221,25 +307,25 @@ export class ClusterManager {
   /** How many clusters have each public status. */
   statusCounts(): Record<ClusterStatus, number> {
     const counts: Record<ClusterStatus, number> = { PENDING: 0, RUNNING: 0, STOPPING: 0, STOPPED: 0, FAILED: 0 };
-    for (const c of this.clusters.values()) counts[publicStatus(c.status, c.target)]++;
+    for (const c of this.clusters.values()) if (isUserCluster(c)) counts[publicStatus(c.status, c.target)]++;
     return counts;
   }
 
   /** Where a running cluster's scheduler listens (host:port), for the TLS relay. */
   schedulerTarget(name: string): { host: string; port: number } | undefined {
-    const c = this.clusters.get(name);
+    const c = this.get(name);
     return c && publicStatus(c.status, c.target) === "RUNNING" ? hostPort(c.schedulerAddress) : undefined;
   }
 
   /** Where a running cluster's dashboard listens, for the dashboard proxy. */
   dashboardTarget(name: string): { host: string; port: number } | undefined {
-    const c = this.clusters.get(name);
+    const c = this.get(name);
     return c && publicStatus(c.status, c.target) === "RUNNING" && c.dashboardAddress ? hostPort(c.dashboardAddress) : undefined;
   }
 
   /** Counts client connections relayed to a cluster (for the orphan timeout). */
   clientConnections(name: string, delta: 1 | -1): void {
-    const c = this.clusters.get(name);
+    const c = this.get(name);
     if (!c) return;
     c.clients = Math.max(0, c.clients + delta);
     c.lastClientSeen = this.now();
@@ -248,6 +334,7 @@ export class ClusterManager {
   /** Stops taking work; stops every cluster first when configured to. */
   async close(): Promise<void> {
     this.closing = true;
+    this.opts.pool?.close();
     clearInterval(this.checkTimer);
     if (this.opts.clusters.stopOnShutdown) {
       for (const c of this.clusters.values()) this.requestStop(c, Job.STOPPED, "the gateway shut down");
@@ -287,7 +374,8 @@ export class ClusterManager {
     }
     if (c.status === Job.CREATED) await this.startScheduler(c);
     if (c.status === Job.SUBMITTED && c.schedulerAddress && c.target === Job.RUNNING) this.toRunning(c);
-    if (c.status === Job.RUNNING && c.target === Job.RUNNING) await this.checkScale(c);
+    // A warm scheduler has no workers to scale until it is claimed.
+    if (c.status === Job.RUNNING && c.target === Job.RUNNING && isUserCluster(c)) await this.checkScale(c);
   }
 
   private async startScheduler(c: ClusterRecord): Promise<void> {
@@ -307,6 +395,7 @@ export class ClusterManager {
     c.status = Job.RUNNING;
     this.event(c, "running", `scheduler at ${c.schedulerAddress}, dashboard ${c.dashboardAddress || "none"}`);
     this.notifyReady(c);
+    if (c.pool) this.opts.pool?.poke();
   }
 
   private async checkScale(c: ClusterRecord): Promise<void> {
@@ -344,6 +433,11 @@ export class ClusterManager {
     c.stopTime = this.now();
     this.event(c, c.status === Job.FAILED ? "failed" : "stopped", c.reason ?? "stopped", c.status === Job.FAILED ? "warn" : "info");
     this.notifyReady(c);
+    if (c.pool) {
+      // Nobody can see a stopped warm scheduler, so nothing of it is kept; the pool replaces it.
+      this.opts.pool?.ended(c);
+      this.forget(c);
+    }
   }
 
   private async reconcileWorker(c: ClusterRecord, w: WorkerRecord): Promise<void> {
@@ -413,7 +507,8 @@ export class ClusterManager {
       const dead = await this.opts.backend.checkCluster(this.launch(c), c.state).catch(() => null);
       if (dead) return this.requestStop(c, Job.FAILED, dead);
     }
-    if (c.status === Job.RUNNING && c.config.orphanTimeout > 0 && c.clients === 0 && now - c.lastClientSeen > c.config.orphanTimeout * 1000) {
+    // A warm scheduler has no client until it is claimed (lastClientSeen is set again then).
+    if (c.status === Job.RUNNING && isUserCluster(c) && c.config.orphanTimeout > 0 && c.clients === 0 && now - c.lastClientSeen > c.config.orphanTimeout * 1000) {
       return this.requestStop(c, Job.STOPPED, `no client connected for ${c.config.orphanTimeout} s (orphan timeout)`);
     }
     await this.checkWorkers(c, now);
@@ -474,12 +569,57 @@ export class ClusterManager {
   }
 
   private launch(c: ClusterRecord): SchedulerLaunch {
+    return this.launchOf(c, c.config, c.pool !== undefined);
+  }
+
+  /** A warm scheduler starts with idle timeout 0: the claim arms the user's (backends/pool-preload.ts). */
+  private launchOf(identity: Pick<ClusterRecord, "name" | "user" | "token" | "tlsCert" | "tlsKey">, config: ClusterConfig, warm: boolean): SchedulerLaunch {
     return {
-      name: c.name, user: c.user, token: c.token, tlsCert: c.tlsCert, tlsKey: c.tlsKey,
+      name: identity.name, user: identity.user, token: identity.token, tlsCert: identity.tlsCert, tlsKey: identity.tlsKey,
       apiUrl: this.opts.apiUrl, heartbeatPeriod: this.opts.clusters.heartbeatPeriod,
-      adaptivePeriod: this.opts.clusters.adaptivePeriod, idleTimeout: c.config.idleTimeout,
-      schedulerCores: c.config.schedulerCores, schedulerMemoryBytes: c.config.schedulerMemoryBytes,
-      environment: c.config.environment, image: c.config.image,
+      adaptivePeriod: this.opts.clusters.adaptivePeriod, idleTimeout: warm ? 0 : config.idleTimeout,
+      schedulerCores: config.schedulerCores, schedulerMemoryBytes: config.schedulerMemoryBytes,
+      environment: config.environment, image: config.image, ...(warm ? { warm } : {}),
+    };
+  }
+
+  // ---- The warm pool's hooks (the pool decides how many and which; the lifecycle stays here) -----
+
+  /** The pool key of a configuration: what its scheduler's launch fixes, with this backend. */
+  private keyOf(config: ClusterConfig): string {
+    const nobody = { name: "", user: POOL_OWNER, token: "", tlsCert: "", tlsKey: "" };
+    return poolKey(this.launchOf(nobody, config, false), this.opts.backend.schedulerFingerprint?.() ?? "");
+  }
+
+  /** Records a warm scheduler (so a crash right after leaves nothing unknown) and queues its start. */
+  private async startWarm(set: PoolOptionSet, key: string): Promise<void> {
+    if (this.closing) return;
+    const c = await this.newRecord(POOL_OWNER, set.options, set.config);
+    c.pool = { key };
+    this.clusters.set(c.name, c);
+    try {
+      await this.opts.store.save(c);
+    } catch (err) {
+      this.clusters.delete(c.name);
+      throw err;
+    }
+    this.event(c, "created", `warm scheduler for the pool (key ${key})`);
+    this.queue.put(clusterKey(c.name));
+  }
+
+  /** Stops a warm scheduler for the pool, recording why (the pool counts it when it has stopped). */
+  private recycle(c: ClusterRecord, reason: RecycleReason, message: string): void {
+    if (!c.pool || c.target > Job.RUNNING) return;
+    c.pool.recycled = reason;
+    this.requestStop(c, Job.STOPPED, `recycled (${reason}): ${message}`);
+  }
+
+  private poolHost(): PoolHost {
+    return {
+      warmRecords: () => [...this.clusters.values()].filter((c) => c.pool !== undefined),
+      keyOf: (config) => this.keyOf(config),
+      startWarm: (set, key) => this.startWarm(set, key),
+      recycle: (c, reason, message) => this.recycle(c, reason, message),
     };
   }
 

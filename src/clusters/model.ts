@@ -48,17 +48,34 @@ export interface WorkerRecord {
   state: BackendState;
 }
 
+/** Why the pool stopped one of its warm schedulers (a label of the recycled metric). */
+export const RECYCLE_REASONS = ["max_age", "config_changed", "claim_failed", "died", "start_failed", "interrupted_claim"] as const;
+export type RecycleReason = (typeof RECYCLE_REASONS)[number];
+
+/** What marks a record as a warm scheduler of the pool (clusters/pool.ts): owned by the gateway, seen by no user. */
+export interface PoolMembership {
+  /** The pool key of the configuration it was started with (poolKey in clusters/pool.ts). */
+  key: string;
+  /** A claim took it and is checking it: no other claim may, and the pool does not count it as ready. */
+  claiming?: boolean;
+  /** Set when the pool itself stopped it, and why. */
+  recycled?: RecycleReason;
+}
+
 export interface ClusterRecord {
   readonly name: string;
-  readonly user: string;
+  /** The owner; "" for a warm scheduler of the pool until a claim gives it to the claimant. */
+  user: string;
   readonly token: string;
   readonly tlsCert: string;
   readonly tlsKey: string;
-  readonly options: Record<string, unknown>;
-  readonly config: ClusterConfig;
+  /** The normalized options and what they configure; a claim sets the claimant's (they start the scheduler alike). */
+  options: Record<string, unknown>;
+  config: ClusterConfig;
   status: Job;
   target: Job;
-  readonly startTime: number;
+  /** When the cluster was created, or claimed from the pool: what users see as its start, and what timeouts count from. */
+  startTime: number;
   stopTime: number | null;
   /** Worker count the scheduler asked for in its last heartbeat. */
   count: number;
@@ -78,6 +95,8 @@ export interface ClusterRecord {
   /** Connected clients through the relay, and since when there were none. */
   clients: number;
   lastClientSeen: number;
+  /** Present while the record is a warm scheduler of the pool. */
+  pool?: PoolMembership;
 }
 
 /** The public status for a (status, target) pair, as the reference maps it. */
@@ -93,6 +112,11 @@ export function publicStatus(status: Job, target: Job): ClusterStatus {
 /** A cluster is active until a stop is requested: that is what the default list shows. */
 export function isActive(cluster: ClusterRecord): boolean {
   return cluster.target <= Job.RUNNING;
+}
+
+/** Users' clusters, as opposed to the pool's warm schedulers, which no user (not even an admin) may see. */
+export function isUserCluster(cluster: ClusterRecord): boolean {
+  return cluster.pool === undefined;
 }
 
 /** The cluster object on the wire: exactly the eight keys the client accepts (an extra key crashes it). */

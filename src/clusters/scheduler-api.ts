@@ -1,27 +1,38 @@
 /**
  * Messages from the gateway to a scheduler's preload API (`POST <api_address>/api/comm`), with the
- * reference's retries: three attempts, 0.1 s then 0.2 s apart.
+ * reference's retries: three attempts, 0.1 s then 0.2 s apart; and the pool's claim of a warm scheduler.
  */
+import { CLAIM_ROUTE } from "../backends/pool-preload.js";
 
 export type SchedulerMessage =
   | { op: "scale"; count: number }
   | { op: "adapt"; minimum: number | null; maximum: number | null; active: boolean };
 
+/** A claim waits this long for the scheduler: a live one on the same network answers in milliseconds. */
+const CLAIM_TIMEOUT_MS = 5_000;
+
 /** Sends one message; resolves true on a 2xx answer within the attempts, false otherwise. */
-export async function sendToScheduler(
-  apiAddress: string,
-  token: string,
-  message: SchedulerMessage,
-  attempts = 3,
-): Promise<boolean> {
+export function sendToScheduler(apiAddress: string, token: string, message: SchedulerMessage, attempts = 3): Promise<boolean> {
+  return post(`${apiAddress}/api/comm`, token, message, attempts, 10_000);
+}
+
+/**
+ * Arms a claimed warm scheduler's idle timeout from now (backends/pool-preload.ts); resolves false when it does not
+ * answer, so that the claim takes another one. One attempt: a scheduler that does not answer at once is not handed out.
+ */
+export function claimScheduler(apiAddress: string, token: string, idleTimeout: number): Promise<boolean> {
+  return post(`${apiAddress}${CLAIM_ROUTE}`, token, { idle_timeout: idleTimeout }, 1, CLAIM_TIMEOUT_MS);
+}
+
+async function post(url: string, token: string, body: object, attempts: number, timeoutMs: number): Promise<boolean> {
   let delay = 100;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
-      const res = await fetch(`${apiAddress}/api/comm`, {
+      const res = await fetch(url, {
         method: "POST",
         headers: { "content-type": "application/json", authorization: `token ${token}` },
-        body: JSON.stringify(message),
-        signal: AbortSignal.timeout(10_000),
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
       });
       await res.arrayBuffer();
       if (res.ok) return true;

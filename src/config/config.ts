@@ -57,6 +57,19 @@ export interface GatewayConfig {
     optionsFile: string | null;
     orphanTimeout: number;
   };
+  pool: {
+    /** Ready schedulers to keep per pool key; 0: no pool. */
+    size: number;
+    /** Bound on warm plus starting schedulers; null: size x the number of keys. */
+    maxSchedulers: number | null;
+    /** Seconds; 0: never replaced for age. */
+    maxAge: number;
+    /** cluster_options mappings, validated against the options catalog at startup. */
+    optionSets: Record<string, unknown>[];
+    refillParallel: number;
+    /** Seconds, doubled per consecutive failure. */
+    failureBackoff: number;
+  };
   limits: {
     clusterMaxWorkers: number | null;
     clusterMaxCores: number | null;
@@ -134,6 +147,7 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
       optionsFile: str("clusters.options_file"),
       orphanTimeout: num("clusters.orphan_timeout")!,
     },
+    pool: resolvePool(flat),
     limits: {
       clusterMaxWorkers: num("limits.cluster_max_workers"),
       clusterMaxCores: num("limits.cluster_max_cores"),
@@ -146,6 +160,30 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
       helloTimeout: num("limits.hello_timeout")!,
       createRate: num("limits.create_rate")!,
     },
+  };
+}
+
+/** The pool settings; the option sets are checked against the options catalog later, when it is loaded. */
+function resolvePool(flat: FlatConfig): GatewayConfig["pool"] {
+  const size = flat.get("pool.size") as number;
+  const maxSchedulers = flat.get("pool.max_schedulers") as number | null;
+  const sets = flat.get("pool.option_sets") as unknown[];
+  sets.forEach((set, i) => {
+    if (typeof set !== "object" || set === null || Array.isArray(set)) {
+      throw new ConfigError(`pool.option_sets[${i}]: expected a mapping of cluster options (like {"worker_cores": 2}, or {} for the defaults), got ${JSON.stringify(set)}`);
+    }
+  });
+  if (size > 0 && sets.length === 0) throw new ConfigError("pool.option_sets is empty while pool.size is above 0: list at least one option set ({} for the defaults), or set pool.size to 0");
+  if (maxSchedulers !== null && size > 0 && maxSchedulers < size) {
+    throw new ConfigError(`pool.max_schedulers (${maxSchedulers}) is below pool.size (${size}): not even one option set could be kept full`);
+  }
+  return {
+    size,
+    maxSchedulers,
+    maxAge: flat.get("pool.max_age") as number,
+    optionSets: sets as Record<string, unknown>[],
+    refillParallel: flat.get("pool.refill_parallel") as number,
+    failureBackoff: flat.get("pool.failure_backoff") as number,
   };
 }
 

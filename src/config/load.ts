@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { SETTINGS, envName, type SettingDef, type SettingValue } from "./settings.js";
+import { SETTINGS, envName, type JsonValue, type SettingDef, type SettingValue } from "./settings.js";
 
 export class ConfigError extends Error {}
 
@@ -94,6 +94,19 @@ export function coerce(setting: SettingDef, raw: unknown, where: string): Settin
       if (Array.isArray(raw) && raw.every((x) => typeof x === "string")) return raw as string[];
       if (typeof raw === "string") return raw.split(",").map((x) => x.trim()).filter(Boolean);
       return fail("expected a list of strings");
+    case "json": {
+      // The file gives a YAML value; env and flags give its JSON text.
+      let value = raw;
+      if (typeof raw === "string") {
+        try {
+          value = JSON.parse(raw);
+        } catch (err) {
+          return fail(`expected JSON (${(err as Error).message})`);
+        }
+      }
+      if (!Array.isArray(value)) return fail("expected a list");
+      return value as JsonValue[];
+    }
     case "int":
     case "number": {
       const n = typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : NaN;

@@ -3,7 +3,7 @@
  * This table is the single source of truth: the loader, `--help` and `init-config` all read it.
  */
 
-export type SettingType = "string" | "int" | "number" | "bool" | "list" | "enum";
+export type SettingType = "string" | "int" | "number" | "bool" | "list" | "enum" | "json";
 
 export interface SettingDef {
   /** Dotted key, as written in the config file (`auth.mode`) and on the command line (`--auth.mode`). */
@@ -17,7 +17,10 @@ export interface SettingDef {
   readonly secret?: boolean;
 }
 
-export type SettingValue = string | number | boolean | string[] | null;
+/** A JSON value, for settings of type `json` (a YAML value in the config file, JSON text in env and flags). */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+export type SettingValue = string | number | boolean | string[] | JsonValue[] | null;
 
 const def = (
   key: string,
@@ -72,6 +75,13 @@ export const SETTINGS: readonly SettingDef[] = [
   def("clusters.stop_on_shutdown", "bool", true, "Stop every cluster when the gateway stops."),
   def("clusters.options_file", "string", null, "YAML or JSON file defining the cluster options users may set (replaces the built-in ones)."),
   def("clusters.orphan_timeout", "number", 0, "Stop a cluster after this many seconds without any connected client (0: never). Users may override it with the `orphan_timeout` option when defined.", { min: 0 }),
+
+  def("pool.size", "int", 1, "Warm schedulers kept ready for each option set of pool.option_sets, so that new_cluster() is answered with a RUNNING cluster at once (0 turns the pool off). Each is a running dask scheduler (about 100 MB resident).", { min: 0 }),
+  def("pool.max_schedulers", "int", null, "Most warm schedulers, ready and starting, across all option sets. Default: pool.size x the number of distinct pool keys.", { min: 0 }),
+  def("pool.max_age", "number", 3600, "Seconds after which a warm scheduler nobody claimed is replaced by a fresh one (0: never).", { min: 0 }),
+  def("pool.option_sets", "json", [{}], "Option sets that get a pool: a list of cluster_options mappings as a client sends them ({} is the default options). A request whose normalized options start the scheduler the same way (image, environment, scheduler cores and memory) is served from that set's pool; worker options do not matter. JSON text in env and flags."),
+  def("pool.refill_parallel", "int", 2, "Warm schedulers started at the same time at most.", { min: 1 }),
+  def("pool.failure_backoff", "number", 2, "Seconds before the pool starts another warm scheduler for an option set whose last one failed to start or died; doubled for each further failure in a row (up to 32 times).", { min: 0.1 }),
 
   def("limits.cluster_max_workers", "int", null, "Maximum workers of one cluster.", { min: 0 }),
   def("limits.cluster_max_cores", "number", null, "Maximum cores of one cluster (scheduler and workers).", { min: 0 }),

@@ -8,6 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, BackendState, SchedulerLaunch, WorkerLaunch } from "../backend.js";
 import { BackendError } from "../backend.js";
+import { claimPreloadArgs } from "../pool-preload.js";
 import { childrenIn, exitInfo, isAlive, processesIn, spawnLogged, stopProcess } from "./processes.js";
 
 /** Variables passed through from the gateway's environment, as the reference's local backend does. */
@@ -48,6 +49,7 @@ export class LocalBackend implements Backend {
       "scheduler", "--protocol", "tls", "--port", "0", "--host", "127.0.0.1",
       "--dashboard-address", "127.0.0.1:0",
       "--preload", "dask_gateway.scheduler_preload",
+      ...claimPreloadArgs(launch),
       "--dg-api-address", "127.0.0.1:0",
       "--dg-heartbeat-period", String(launch.heartbeatPeriod),
       "--dg-adaptive-period", String(launch.adaptivePeriod),
@@ -116,6 +118,12 @@ export class LocalBackend implements Backend {
     return typeof state.pid === "number" ? this.deathReason(state.pid, "worker", launch.clusterState.workdir, log) : null;
   }
 
+  /** The dask command, the niceness and the environment passed through: each fixes how a scheduler starts. */
+  schedulerFingerprint(): string {
+    const passed = Object.fromEntries(PASSED_ENV.map((name) => [name, process.env[name] ?? null]));
+    return JSON.stringify({ dask: this.dask, niceness: this.options.niceness ?? 0, passed });
+  }
+
   async close(): Promise<void> {}
 
   private async spawn(workdir: string, logName: string, args: string[], env: Record<string, string>): Promise<number> {
@@ -158,7 +166,8 @@ function baseEnv(launch: SchedulerLaunch): Record<string, string> {
   return {
     ...env,
     ...launch.environment,
-    USER: launch.user,
+    // A warm scheduler of the pool has no owner yet: its workers, started after the claim, get the claimant.
+    ...(launch.user ? { USER: launch.user } : {}),
     DASK_GATEWAY_API_URL: launch.apiUrl,
     DASK_GATEWAY_CLUSTER_NAME: launch.name,
     DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION: "True",

@@ -3,6 +3,7 @@
  * (secrets as 0400 files, dnsrr endpoints, bounded restarts, reservations) are testable without Docker.
  */
 import type { SchedulerLaunch, WorkerLaunch } from "../backend.js";
+import { claimPreloadArgs } from "../pool-preload.js";
 
 export const LABEL = {
   gateway: "dask-gateway.gateway",
@@ -104,6 +105,7 @@ export function schedulerServiceSpec(settings: SwarmSettings, launch: SchedulerL
           "dask", "scheduler", "--protocol", "tls", "--port", String(SCHEDULER_PORT), "--host", name,
           "--dashboard-address", `:${DASHBOARD_PORT}`,
           "--preload", "dask_gateway.scheduler_preload",
+          ...claimPreloadArgs(launch),
           "--dg-api-address", `0.0.0.0:${API_PORT}`,
           "--dg-heartbeat-period", String(launch.heartbeatPeriod),
           "--dg-adaptive-period", String(launch.adaptivePeriod),

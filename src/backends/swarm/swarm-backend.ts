@@ -154,6 +154,12 @@ export class SwarmBackend implements Backend {
     return placementCapacity([...nodes, ...waiting], this.config.workersPerNode, avoided, used, waiting);
   }
 
+  /** The default image, the registry it is resolved in, the network and the placement of schedulers. */
+  schedulerFingerprint(): string {
+    const { image, networkId, schedulerConstraints } = this.settings;
+    return JSON.stringify({ image, registry: this.registry, networkId, schedulerConstraints });
+  }
+
   async ping(): Promise<void> {
     await this.docker.ping().catch((err: Error) => {
       throw new BackendError(`cannot reach the Docker engine: ${err.message}`);
