@@ -171,6 +171,11 @@ export class WarmPool {
     });
   }
 
+  /** Starts asked of the manager and not yet recorded (tests wait for them). */
+  get pendingStarts(): number {
+    return [...this.launching.values()].reduce((a, b) => a + b, 0);
+  }
+
   /** Ready and starting schedulers per configured key (for /api/metrics). */
   counts(): PoolCount[] {
     const counts = new Map<string, PoolCount>([...this.sets.keys()].map((key) => [key, { key, ready: 0, starting: this.launching.get(key) ?? 0 }]));
@@ -208,7 +213,7 @@ export class WarmPool {
 
   private refill(live: ClusterRecord[], now: number): void {
     const { size, refillParallel } = this.opts.settings;
-    let launching = [...this.launching.values()].reduce((a, b) => a + b, 0);
+    let launching = this.pendingStarts;
     let total = live.length + launching;
     let starting = live.filter(isStarting).length + launching;
     const have = new Map<string, number>();

@@ -43,6 +43,23 @@ describe("configuration", () => {
     expect(() => load(file)).toThrow(/unknown setting 'heartbeat_period'.*did you mean clusters.heartbeat_period/);
   });
 
+  it("has a warm pool of one default scheduler by default, and names what is wrong with pool settings", () => {
+    expect(load().pool).toMatchObject({ size: 1, maxSchedulers: null, maxAge: 3600, optionSets: [{}], refillParallel: 2 });
+    expect(load(undefined, { DGW_POOL_SIZE: "0" }).pool.size).toBe(0);
+    expect(load(undefined, { DGW_POOL_OPTION_SETS: '[{}, {"worker_cores": 2}]' }).pool.optionSets).toEqual([{}, { worker_cores: 2 }]);
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    const file = join(dir, "c.yaml");
+    writeFileSync(file, "pool:\n  size: 2\n  option_sets:\n    - {}\n    - {environment: {PROFILE: geo}}\n");
+    expect(load(file).pool).toMatchObject({ size: 2, optionSets: [{}, { environment: { PROFILE: "geo" } }] });
+    expect(() => load(undefined, { DGW_POOL_SIZE: "-1" })).toThrow(/DGW_POOL_SIZE: must be at least 0/);
+    expect(() => load(undefined, {}, { "pool.option_sets": "{nope" })).toThrow(/--pool.option_sets: expected JSON/);
+    expect(() => load(undefined, {}, { "pool.option_sets": "{}" })).toThrow(/--pool.option_sets: expected a list/);
+    expect(() => load(undefined, {}, { "pool.option_sets": "[1]" })).toThrow(/pool.option_sets\[0\]: expected a mapping of cluster options/);
+    expect(() => load(undefined, {}, { "pool.option_sets": "[]" })).toThrow(/pool.option_sets is empty while pool.size is above 0/);
+    expect(() => load(undefined, {}, { "pool.size": "3", "pool.max_schedulers": "2" })).toThrow(/pool.max_schedulers \(2\) is below pool.size \(3\)/);
+    expect(() => load(undefined, {}, { "pool.refill_parallel": "0" })).toThrow(/--pool.refill_parallel: must be at least 1/);
+  });
+
   it("parses flags and commands", () => {
     const args = parseArgs(["serve", "-c", "x.yaml", "--address=:1", "--clusters.stop_on_shutdown", "--log.level", "debug"]);
     expect(args.command).toBe("serve");

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { SchedulerLaunch, WorkerLaunch } from "../../../src/backends/backend.js";
+import { POOL_CLAIM_PRELOAD } from "../../../src/backends/pool-preload.js";
 import { schedulerServiceSpec, secretSpecs, workerServiceSpec } from "../../../src/backends/swarm/docker-objects.js";
 import type { AvoidedNode } from "../../../src/backends/swarm/node-avoidance.js";
 import { eligibleNodes, pickNode, placementCapacity, sizeWorker, type SwarmNode } from "../../../src/backends/swarm/placement.js";
@@ -29,6 +30,15 @@ describe("swarm object specs", () => {
     expect(spec.TaskTemplate.RestartPolicy).toEqual({ Condition: "none" });
     expect(spec.Labels).toMatchObject({ "dask-gateway.gateway": "g1", "dask-gateway.cluster": "c1", "dask-gateway.role": "scheduler" });
     expect(secretSpecs(settings, launch).map((s) => Buffer.from(s.Data, "base64").toString())).toEqual(["CERT", "KEY-SECRET", "TOKEN-SECRET"]);
+  });
+
+  it("starts a warm scheduler of the pool with idle timeout 0 and the claim preload after the gateway's", () => {
+    const cold = schedulerServiceSpec(settings, launch, ids, "img").TaskTemplate.ContainerSpec.Command;
+    expect(cold).not.toContain(POOL_CLAIM_PRELOAD);
+    const warm = schedulerServiceSpec(settings, { ...launch, user: "", warm: true }, ids, "img").TaskTemplate.ContainerSpec.Command;
+    const at = warm.indexOf("dask_gateway.scheduler_preload");
+    expect(warm.slice(at + 1, at + 3)).toEqual(["--preload", POOL_CLAIM_PRELOAD]);
+    expect(warm[warm.indexOf("--dg-idle-timeout") + 1]).toBe("0");
   });
 
   it("pins a worker to its node with matching reservations", () => {
