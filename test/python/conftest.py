@@ -286,6 +286,20 @@ def connect(gateway: RunningGateway, user: str, password: str | None = None):
     return Gateway(gateway.url, auth=BasicAuth(user, password if password is not None else USERS[user][0]))
 
 
+def warm_schedulers(state_dir: Path) -> set[str]:
+    """Names of the warm pool's schedulers (records with `pool` set that are not stopping): the gateway's own, never a
+    user's, so checks for what stopped clusters left behind leave them out."""
+    names = set()
+    for path in (state_dir / "records").glob("*.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("pool") and record.get("target") == 3:  # Job.RUNNING
+            names.add(path.stem)
+    return names
+
+
 def wait_for(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -304,8 +304,16 @@ def test_a_restarted_gateway_neither_leaks_nor_loses_warm_schedulers(tmp_path):
     gw = start_gateway(tmp_path, **settings)
     settings["address"] = gw.settings["address"]
     clusters_dir = gw.state_dir / "clusters"
+    # One claimed cluster computing, and two warm schedulers (the pool refilled after the claim).
+    first = wait_ready(gw, 2)
+    rita = client(gw, "rita")
+    claimed = rita.new_cluster()
+    assert claimed.name in first
+    dask_client = claimed.get_client(set_as_default=False)
+    assert dask_client.run_on_scheduler(lambda: 41 + 1) == 42
     names = wait_ready(gw, 2)
-    pids = {name: sorted(processes_in(clusters_dir / name)) for name in names}
+    assert claimed.name not in names
+    pids = {name: sorted(processes_in(clusters_dir / name)) for name in names | {claimed.name}}
     assert all(pids.values())
     os.kill(gw.proc.pid, signal.SIGKILL)
     gw.proc.wait()
@@ -315,18 +323,23 @@ def test_a_restarted_gateway_neither_leaks_nor_loses_warm_schedulers(tmp_path):
         assert wait_ready(gw2, 2) == names
         time.sleep(3)  # a few heartbeats and checks: nothing more is started, nothing is lost
         assert warm(gw2) == names
-        assert {p.name for p in clusters_dir.iterdir()} == names, "no other scheduler was started"
-        assert {name: sorted(processes_in(clusters_dir / name)) for name in names} == pids, "the same processes, adopted"
+        assert {p.name for p in clusters_dir.iterdir()} == names | {claimed.name}, "no other scheduler was started"
+        assert {name: sorted(processes_in(clusters_dir / name)) for name in pids} == pids, "the same processes, adopted"
         assert any('"adopted"' in line and name in line for line in gw2.log_text().splitlines() for name in names)
-        # Each is handed out once, then the pool refills with new ones.
-        with client(gw2, "rita") as c:
-            got = {c.new_cluster().name, c.new_cluster().name}
-            assert got == names
-            for cluster in c.list_clusters():
-                c.stop_cluster(cluster.name)
+        # The claimed one is still rita's (never back in the pool), and the same client computes through the new relay.
+        assert [(r.name, r.status.name) for r in rita.list_clusters()] == [(claimed.name, "RUNNING")]
+        assert dask_client.run_on_scheduler(lambda: 6 * 7) == 42
+        dask_client.close()
+        claimed.shutdown()
+        # Each warm one is handed out once, then the pool refills with new ones.
+        got = {rita.new_cluster().name, rita.new_cluster().name}
+        assert got == names
+        for cluster in rita.list_clusters():
+            rita.stop_cluster(cluster.name)
         refilled = wait_ready(gw2, 2)
-        assert not refilled & names
+        assert not refilled & (names | {claimed.name})
     finally:
+        rita.close()
         stop_gateway(gw2)  # clusters.stop_on_shutdown false: the warm schedulers outlive it
     # A gateway without a pool adopts them, stops them (its configuration keeps none) and leaves nothing behind.
     gw3 = start_gateway(tmp_path, **{**settings, "pool.size": "0", "clusters.stop_on_shutdown": "true"})

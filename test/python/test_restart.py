@@ -13,7 +13,9 @@ from conftest import start_gateway, stop_gateway, wait_for
 
 
 def test_sigkilled_gateway_readopts_running_cluster(tmp_path):
-    settings = {"auth.password": "pw", "clusters.stop_on_shutdown": "false"}
+    # Without a pool: its warm schedulers would outlive this test's gateways (clusters.stop_on_shutdown false), and
+    # test_pool.py re-adopts warm and claimed schedulers on its own.
+    settings = {"auth.password": "pw", "clusters.stop_on_shutdown": "false", "pool.size": "0"}
     gw = start_gateway(tmp_path, **settings)
     settings["address"] = gw.settings["address"]
     gateway = Gateway(gw.url, auth=BasicAuth("rita", "pw"))
@@ -60,7 +62,7 @@ def test_leftovers_of_unknown_clusters_are_removed_at_start(tmp_path):
 def test_sigterm_does_not_wait_for_idle_keepalive_connections(tmp_path):
     """A stopping gateway closes idle keep-alive connections at once: held open, they kept an old gateway (and, on
     Swarm, its name in DNS, so schedulers could not reach the new one) for up to a minute."""
-    gw = start_gateway(tmp_path, **{"auth.password": "pw", "clusters.stop_on_shutdown": "false"})
+    gw = start_gateway(tmp_path, **{"auth.password": "pw", "clusters.stop_on_shutdown": "false", "pool.size": "0"})  # no warm scheduler left behind
     idle = socket.create_connection(("127.0.0.1", gw.port))
     try:
         idle.sendall(b"GET /api/health HTTP/1.1\r\nHost: gw\r\nConnection: keep-alive\r\n\r\n")

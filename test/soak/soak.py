@@ -25,7 +25,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "test" / "python"))
-from conftest import start_gateway, stop_gateway  # noqa: E402
+from conftest import start_gateway, stop_gateway, warm_schedulers  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from servers import rss_mib  # noqa: E402
@@ -53,16 +53,17 @@ def open_files(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def processes_under(directory: Path) -> list[int]:
-    """Pids whose working directory is inside `directory`."""
-    found = []
+def processes_under(directory: Path) -> dict[int, str]:
+    """Pids whose working directory is inside `directory`, with the name of the subdirectory (the cluster) they are in."""
+    found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.readlink(f"/proc/{entry}/cwd").startswith(str(directory) + "/"):
-                    found.append(int(entry))
+                cwd = os.readlink(f"/proc/{entry}/cwd").removesuffix(" (deleted)")
             except OSError:
                 continue
+            if cwd.startswith(str(directory) + "/"):
+                found[int(entry)] = Path(cwd).relative_to(directory).parts[0]
     return found
 
 
@@ -142,6 +143,9 @@ def gateway_view(url: str) -> dict:
         elif line.startswith("dask_gateway_http_request_duration_seconds_bucket{") and "heartbeat" in line:
             le = line.split('le="', 1)[1].split('"', 1)[0]
             view["heartbeat_buckets"][le] = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("dask_gateway_pool_claims_total{"):
+            result = line.split('result="', 1)[1].split('"', 1)[0]
+            view.setdefault("pool_claims", {})[result] = int(float(line.rsplit(" ", 1)[1]))
         elif line.startswith(("dask_gateway_nodejs_eventloop_lag_max_seconds ", "dask_gateway_nodejs_eventloop_lag_p99_seconds ")):
             view[line.split()[0].replace("dask_gateway_nodejs_", "")] = float(line.split()[1])
     return view
@@ -213,11 +217,18 @@ def run(users: int, seconds: float, simulated: int, tmp: Path, log=print) -> dic
         leaks = []
         if active_count(gw.url):
             leaks.append(f"{active_count(gw.url)} clusters still active")
-        if processes_under(gw.state_dir / "clusters"):
-            leaks.append(f"processes left in cluster directories: {processes_under(gw.state_dir / 'clusters')}")
-        left = list((gw.state_dir / "clusters").glob("*"))
+        # The warm pool's schedulers are the gateway's own, kept ready on purpose: everything else must be gone.
+        # (Listed before the warm ones are read: a warm scheduler's record exists before its directory and processes.)
+        clusters_dir = gw.state_dir / "clusters"
+        procs, dirs = processes_under(clusters_dir), list(clusters_dir.glob("*"))
+        warm = warm_schedulers(gw.state_dir)
+        left_procs = [pid for pid, cluster in procs.items() if cluster not in warm]
+        if left_procs:
+            leaks.append(f"processes left in cluster directories: {left_procs}")
+        left = [d for d in dirs if d.name not in warm]
         if left:
             leaks.append(f"{len(left)} cluster directories left")
+        report["warm_schedulers_at_end"] = len(warm)
         if end["open_files"] > start["open_files"] + 5:
             leaks.append(f"open files grew from {start['open_files']} to {end['open_files']}")
         report["leaks"] = leaks
@@ -246,6 +257,7 @@ def markdown(report: dict) -> str:
         ("gateway: event loop lag p99 / max, ms", f"{1000 * report['gateway_view'].get('eventloop_lag_p99_seconds', 0):.0f} / "
                                                   f"{1000 * report['gateway_view'].get('eventloop_lag_max_seconds', 0):.0f}"),
         ("gateway: connections by outcome", ", ".join(f"{k} {v}" for k, v in sorted(report["gateway_view"]["connections"].items()))),
+        ("gateway: creates by warm-pool result", ", ".join(f"{k} {v}" for k, v in sorted(report["gateway_view"].get("pool_claims", {}).items())) or "pool off"),
         ("gateway memory at start / peak / end, MiB",
          f"{report['start']['rss_mib']:.0f} / {report['peak_rss_mib']:.0f} / {report['end']['rss_mib']:.0f}"),
         ("gateway open files at start / end", f"{report['start']['open_files']} / {report['end']['open_files']}"),
