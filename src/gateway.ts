@@ -51,12 +51,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     : usersFileStore(requireSetting(config.auth.usersFile, "auth.users_file is required when auth.mode is users"), config.auth.adminUsers);
   const auth = new Authenticator(store, config.auth.cookieMaxAge);
   const catalog = loadCatalog(config);
+  const poolSets = poolOptionSets(config, catalog); // checked before the backend does anything
   const backend = await createBackend(config, log);
 
   let apiUrl = config.apiUrl ?? "";
   // Read at each scrape, once the manager and the pool exist.
   const metrics: Metrics = new Metrics(() => manager.statusCounts(), () => pool.counts());
-  const pool: WarmPool = new WarmPool({ settings: config.pool, sets: poolOptionSets(config, catalog), log: log.child({ component: "pool" }), metrics });
+  const pool: WarmPool = new WarmPool({ settings: config.pool, sets: poolSets, log: log.child({ component: "pool" }), metrics });
   const manager: ClusterManager = new ClusterManager({
     backend, log: log.child({ component: "clusters" }), clusters: config.clusters, limits: config.limits, catalog, pool,
     store: recordStore(config, backend, log),

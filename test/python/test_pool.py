@@ -244,7 +244,7 @@ def test_metrics_show_the_pool(pooled):
     for result in ("hit", "miss"):
         assert f'dask_gateway_pool_claims_total{{result="{result}"}}' in text
         assert f'dask_gateway_pool_claim_seconds_count{{result="{result}"}}' in text
-    assert 'dask_gateway_pool_recycled_total{reason="died"}' in text
+    assert "# TYPE dask_gateway_pool_recycled_total counter" in text
     # Warm schedulers are not clusters of anyone's yet.
     running = [line for line in text.splitlines() if line.startswith('dask_gateway_clusters{status="RUNNING"}')]
     assert running == ['dask_gateway_clusters{status="RUNNING"} 0']
@@ -257,14 +257,14 @@ def test_idle_timeout_counts_from_the_claim(tmp_path):
         born = records(gw)[name]["startTime"] / 1000
         wait_for(lambda: time.time() - born > 8, 30, what="the warm scheduler to wait in the pool longer than the idle timeout")
         with client(gw, "ida") as c:
+            asked = time.time()  # the claim comes after this
             cluster = c.new_cluster(idle_timeout=4)
-            claimed = time.time()
             assert cluster.name == name
             # Idle since its start for over 8 s: a scheduler counting from its own start would stop at once.
             time.sleep(2.5)
             assert [r.name for r in c.list_clusters()] == [name]
             wait_for(lambda: c.list_clusters() == [], 30, what="the idle cluster to stop")
-            stopped_after = time.time() - claimed
+            stopped_after = time.time() - asked
             reason = requests.get(f"{gw.url}/api/v1/clusters/{name}/events", auth=("ida", PASSWORD), timeout=30).json()["reason"]
             assert "idle" in reason
             assert stopped_after >= 4, stopped_after
@@ -286,15 +286,15 @@ def test_per_user_limits_are_unchanged_and_a_refused_create_uses_nothing(tmp_pat
                 c.new_cluster()
             assert [r.name for r in c.list_clusters()] == [cluster.name]
             assert claims(gw, "refused") == refused + 1
+            assert warm(gw) == second, "the refused create took nothing from the pool"
             cluster.shutdown()
             # The rate: this user's second create in the minute (a refused one does not count) is its last.
             c.stop_cluster(c.new_cluster().name)
             r = requests.post(f"{gw.url}/api/v1/clusters/", json={}, auth=("lima", PASSWORD), timeout=30)
             assert r.status_code == 429 and "limits.create_rate" in r.json()["error"]
             assert claims(gw, "refused") == refused + 2
-        # Neither refusal took a warm scheduler: the one ready before them is still there, unclaimed, or was the
-        # one the third create got.
-        assert second & (warm(gw) | {n for n, r in records(gw).items() if r.get("user") == "lima"})
+        # The warm scheduler ready at the refusals went to the next create that was allowed, and to nobody else.
+        assert second <= {n for n, r in records(gw).items() if r.get("user") == "lima"}
     finally:
         stop_gateway(gw)
 
