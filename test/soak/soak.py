@@ -220,9 +220,9 @@ def run(users: int, seconds: float, simulated: int, tmp: Path, log=print) -> dic
         # The warm pool's schedulers are the gateway's own, kept ready on purpose: everything else must be gone.
         # (Listed before the warm ones are read: a warm scheduler's record exists before its directory and processes.)
         clusters_dir = gw.state_dir / "clusters"
-        procs, dirs = processes_under(clusters_dir), list(clusters_dir.glob("*"))
+        running, dirs = processes_under(clusters_dir), list(clusters_dir.glob("*"))
         warm = warm_schedulers(gw.state_dir)
-        left_procs = [pid for pid, cluster in procs.items() if cluster not in warm]
+        left_procs = [pid for pid, cluster in running.items() if cluster not in warm]
         if left_procs:
             leaks.append(f"processes left in cluster directories: {left_procs}")
         left = [d for d in dirs if d.name not in warm]
