@@ -56,10 +56,10 @@ bench: build $(BENCH_STAMP) ## Benchmark against dask-gateway-server side by sid
 
 .PHONY: bench
 
-up: ## Run the gateway on this machine's Docker swarm (creates a swarm, builds images, prints how to connect)
+up: ## Run the gateway on this machine's Docker swarm (creates a swarm, builds images, pushes them to a registry every node pulls from: REGISTRY=host[:port][/prefix] or one on the swarm; prints how to connect)
 	@scripts/up.sh
 
-down: ## Remove everything `make up` created
+down: ## Remove everything `make up` created (KEEP_REGISTRY=1 keeps the registry, KEEP_REGISTRY_DATA=1 its images)
 	@scripts/down.sh
 
 .PHONY: up down

@@ -11,6 +11,7 @@ bench/results/swarm.json and bench/results/swarm.md.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import statistics
@@ -46,6 +47,9 @@ def time_cluster(gw: Gateway, workers: int) -> tuple[float, float]:
     scaled = time.perf_counter() - t1
     client.close()
     cluster.shutdown()
+    # dask_gateway 2026.3.0's Gateway.__del__ can deadlock the client's event loop when the collector runs on that
+    # loop's thread (a run hung in get_client()): collect here, on the main thread (see test/python/conftest.py).
+    gc.collect()
     return started, scaled
 
 
@@ -126,6 +130,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fresh-nodes", type=int, default=3, help="Docker-in-Docker nodes for the cold/warm scale (0: skip)")
     args = parser.parse_args()
+    gc.disable()
     password = (Path.home() / ".local/state/dask-gateway-swarm/swarm-password").read_text().strip()
     nodes = sum(1 for line in sh("docker", "node", "ls", "--format", "{{.Status}} {{.Availability}}").splitlines() if line == "Ready Active")
     workers = min(nodes, 3)

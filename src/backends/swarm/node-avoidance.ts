@@ -12,6 +12,8 @@ export interface AvoidedNode {
   reason: string;
   /** Whole seconds until the node is used again. */
   secondsLeft: number;
+  /** Consecutive failures of the cluster's workers there. */
+  failures: number;
 }
 
 interface Entry {
@@ -61,7 +63,7 @@ export class NodeAvoidance {
     const now = this.now();
     return [...(this.clusters.get(cluster) ?? new Map<string, Entry>())]
       .filter(([, e]) => e.until > now)
-      .map(([nodeId, e]) => ({ nodeId, hostname: e.hostname, reason: e.reason, secondsLeft: Math.ceil((e.until - now) / 1000) }));
+      .map(([nodeId, e]) => ({ nodeId, hostname: e.hostname, reason: e.reason, secondsLeft: Math.ceil((e.until - now) / 1000), failures: e.failures }));
   }
 
   /** Forgets everything about a cluster (it stopped). */

@@ -37,9 +37,10 @@ export function pickNode(nodes: SwarmNode[], used: Map<string, number>, perNode:
 /**
  * How many workers of a cluster the eligible nodes hold: `perNode` each; and, while some cannot take one now, how
  * many they hold now: an avoided node keeps only the workers already there, a `waiting` node (not able to pull
- * yet) gets none until it can.
+ * yet) gets none until it can. The cluster cannot be placed at all once every node failed its workers
+ * `failureLimit` times in a row.
  */
-export function placementCapacity(nodes: SwarmNode[], perNode: number, avoided: readonly AvoidedNode[], used: Map<string, number>, waiting: readonly SwarmNode[] = []): Capacity {
+export function placementCapacity(nodes: SwarmNode[], perNode: number, avoided: readonly AvoidedNode[], used: Map<string, number>, waiting: readonly SwarmNode[] = [], failureLimit = 1): Capacity {
   const capacity: Capacity = {
     workers: nodes.length * perNode,
     why: `the swarm has ${plural(nodes.length, "eligible node")} and places at most ${plural(perNode, "worker")} of a cluster on each`,
@@ -61,7 +62,9 @@ export function placementCapacity(nodes: SwarmNode[], perNode: number, avoided: 
   }
   const why = reasons.join("; ");
   const result: Capacity = { ...capacity, now: { workers: (nodes.length - avoidedHere.length - waitingHere.length) * perNode + kept, why } };
-  return avoidedHere.length === nodes.length && nodes.length > 0 ? { ...result, unplaceable: why } : result;
+  // Unplaceable once every node failed the cluster `failureLimit` times in a row: one failure may be passing.
+  const exhausted = nodes.length > 0 && avoidedHere.length === nodes.length && avoidedHere.every((a) => a.failures >= failureLimit);
+  return exhausted ? { ...result, unplaceable: why } : result;
 }
 
 function plural(n: number, noun: string): string {

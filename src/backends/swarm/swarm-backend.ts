@@ -43,6 +43,8 @@ export class SwarmBackend implements Backend {
     private readonly registry: string | null,
     /** Given to every service created, as `--with-registry-auth` does; never logged. */
     private readonly registryAuth: RegistryAuth | null,
+    /** Consecutive failures on every node after which a cluster cannot be placed (clusters.worker_start_failure_limit). */
+    private readonly failureLimit: number,
   ) {
     this.avoidance = new NodeAvoidance(config.nodeBackoff);
   }
@@ -65,7 +67,7 @@ export class SwarmBackend implements Backend {
     const registry = config.swarm.registry === null ? null : parseRegistry(config.swarm.registry);
     const auth = readRegistryAuth(config.swarm.registryAuthFile);
     log.info({ image: settings.image, registry, registryAuth: auth !== null }, "swarm images");
-    return new SwarmBackend(docker, settings, config.swarm, log, waitLimitMs, readRecordsKey(config.swarm), registry, auth);
+    return new SwarmBackend(docker, settings, config.swarm, log, waitLimitMs, readRecordsKey(config.swarm), registry, auth, config.clusters.workerStartFailureLimit);
   }
 
   recordStore(onBadRecord: (cluster: string, err: Error) => void): ClusterStore | undefined {
@@ -151,7 +153,7 @@ export class SwarmBackend implements Backend {
     const avoided = this.avoidance.avoided(launch.name);
     const used = avoided.length > 0 ? await this.workersPerNode(launch.name) : new Map<string, number>();
     const { nodes, waiting } = await this.placeableNodes();
-    return placementCapacity([...nodes, ...waiting], this.config.workersPerNode, avoided, used, waiting);
+    return placementCapacity([...nodes, ...waiting], this.config.workersPerNode, avoided, used, waiting, this.failureLimit);
   }
 
   /** The default image, the registry it is resolved in, the network and the placement of schedulers. */

@@ -11,7 +11,7 @@ describe("NodeAvoidance", () => {
     const time = clock();
     const a = new NodeAvoidance(60, time.now);
     expect(a.fail("c1", "id-b", "host-b", "task rejected: No such image: x")).toBe(60);
-    expect(a.avoided("c1")).toEqual([{ nodeId: "id-b", hostname: "host-b", reason: "task rejected: No such image: x", secondsLeft: 60 }]);
+    expect(a.avoided("c1")).toEqual([{ nodeId: "id-b", hostname: "host-b", reason: "task rejected: No such image: x", secondsLeft: 60, failures: 1 }]);
     expect(a.avoided("c2")).toEqual([]);
     time.advance(45);
     expect(a.avoided("c1")[0]!.secondsLeft).toBe(15);

@@ -75,7 +75,7 @@ describe("placement", () => {
 
   it("keeps the capacity of every eligible node, and says what can be placed now and why while nodes are avoided", () => {
     const four = [node("a"), node("b"), node("c"), node("d")];
-    const avoidedB: AvoidedNode = { nodeId: "b", hostname: "host-b", reason: "task rejected: No such image: img", secondsLeft: 42 };
+    const avoidedB: AvoidedNode = { nodeId: "b", hostname: "host-b", reason: "task rejected: No such image: img", secondsLeft: 42, failures: 1 };
     expect(placementCapacity(four, 2, [], new Map())).toEqual({
       workers: 8, why: "the swarm has 4 eligible nodes and places at most 2 workers of a cluster on each",
     });
@@ -86,6 +86,10 @@ describe("placement", () => {
     const all = four.map((n): AvoidedNode => ({ ...avoidedB, nodeId: n.ID, hostname: `host-${n.ID}` }));
     expect(placementCapacity(four, 1, all, new Map()).now?.workers).toBe(0);
     expect(placementCapacity(four, 1, all, new Map()).unplaceable).toMatch(/^the cluster avoids 4 nodes/);
+    // With a failure limit, every node must have failed the cluster that many times in a row.
+    expect(placementCapacity(four, 1, all, new Map(), [], 3).unplaceable).toBeUndefined();
+    const thrice = all.map((a) => ({ ...a, failures: 3 }));
+    expect(placementCapacity(four, 1, thrice, new Map(), [], 3).unplaceable).toMatch(/^the cluster avoids 4 nodes/);
     expect(cap.unplaceable).toBeUndefined();
     // A node that cannot pull yet counts in the clamp, not now, and never makes the cluster unplaceable.
     const waiting = placementCapacity(four, 1, [avoidedB], new Map(), [node("c"), node("b")]);
