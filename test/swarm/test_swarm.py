@@ -300,6 +300,56 @@ def test_gateway_moved_to_another_manager_readopts_its_clusters(gw, password):
         sh("docker", "volume", "rm", fresh, check=False)
 
 
+def warm_services(gw: Gateway) -> dict[str, str]:
+    """The warm pool's scheduler services: cluster name -> service id. They were started for no user (an empty user
+    label, which a claimed one keeps: its owner is in the gateway's record), so alice's own clusters are left out."""
+    ids = sh("docker", "service", "ls", "-q", "--filter", "label=dask-gateway.role=scheduler").split()
+    specs = [json.loads(t)[0] for t in (sh("docker", "service", "inspect", i, check=False) for i in ids) if t.startswith("[")]
+    mine = {c.name for c in gw.list_clusters()}
+    return {s["Spec"]["Labels"]["dask-gateway.cluster"]: s["ID"] for s in specs
+            if s["Spec"]["Labels"].get("dask-gateway.user") == "" and s["Spec"]["Labels"]["dask-gateway.cluster"] not in mine}
+
+
+def ready_warm(password: str) -> int:
+    text = requests.get(f"{URL}/api/metrics", timeout=10).text
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("dask_gateway_pool_schedulers{") and 'state="ready"' in line)
+
+
+def test_warm_pool_on_the_swarm(gw, password):
+    """make up keeps one warm scheduler service (pool.size 1): a create claims it and computes, the pool refills, a
+    killed warm scheduler is replaced, and a restarted gateway neither leaks nor loses its warm scheduler."""
+    wait_for(lambda: ready_warm(password) == 1, 120, "a ready warm scheduler")
+    (warm,) = warm_services(gw)
+    cluster = gw.new_cluster()
+    assert cluster.name == warm, "the create was answered with the warm scheduler"
+    assert gw.get_cluster(cluster.name).status.name == "RUNNING"
+    cluster.scale(1)
+    client = cluster.get_client()
+    client.wait_for_workers(1, timeout=180)
+    assert client.submit(lambda x: x + 1, 1).result(timeout=60) == 2
+
+    refilled = wait_for(lambda: (w := warm_services(gw)) and ready_warm(password) == 1 and w, 120, "the pool to refill")
+    (name, service) = next(iter(refilled.items()))
+    assert name != cluster.name
+    container = wait_for(lambda: sh("docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.id={service}"), 30, "its container")
+    sh("docker", "kill", container)
+    replaced = wait_for(lambda: (w := warm_services(gw)) and name not in w and ready_warm(password) == 1 and w, 180, "a replacement")
+    assert len(replaced) == 1
+
+    sh("docker", "service", "update", "--quiet", "--force", "dgw_gateway")
+    wait_for(_up, 120, "the gateway to come back")
+    wait_for(lambda: ready_warm(password) == 1, 120, "the adopted warm scheduler ready")
+    assert warm_services(gw) == replaced, "the same warm scheduler, adopted: none leaked, none lost"
+    assert [(r.name, r.status.name) for r in gw.list_clusters()] == [(cluster.name, "RUNNING")], "no user sees it"
+    assert client.submit(lambda x: x * 3, 5, pure=False).result(timeout=120) == 15
+    client.close()
+    cluster.shutdown()
+    second = gw.new_cluster()
+    assert second.name in replaced, "the adopted one is handed out once"
+    second.shutdown()
+
+
 def _up(url: str = URL) -> bool:
     try:
         return requests.get(f"{url}/api/health", timeout=2).ok
