@@ -205,6 +205,60 @@ def section_start(servers: dict[str, Server], tmp: Path, n: int) -> dict:
     return {"raw_seconds": raw, "stats": {k: summary(v) for k, v in raw.items()}}
 
 
+# ---- 1b. the warm pool --------------------------------------------------------------------------------------------
+
+
+def pool_ready(server: Server) -> float:
+    """Ready warm schedulers, from /api/metrics (dask_gateway_pool_schedulers{key=...,state="ready"})."""
+    text = requests.get(f"{server.url}/api/metrics", timeout=30).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("dask_gateway_pool_schedulers{") and 'state="ready"' in line)
+
+
+def first_result_once(gw: Gateway) -> tuple[float, float]:
+    """Seconds to RUNNING (`new_cluster()`) and to the first result (then `get_client()`, `scale(1)`,
+    `submit(inc, 1).result()`: a result needs a worker, which starts only once the cluster is asked for one)."""
+    t0 = time.perf_counter()
+    cluster = gw.new_cluster()
+    running = time.perf_counter() - t0
+    client = cluster.get_client()
+    cluster.scale(1)
+    assert client.submit(lambda x: x + 1, 1).result(timeout=120) == 2
+    first = time.perf_counter() - t0
+    client.close()
+    name = cluster.name
+    cluster.shutdown()
+    wait_stopped(gw, name)
+    return running, first
+
+
+def section_pool(servers: dict[str, Server], tmp: Path, n: int) -> dict:
+    """A pool hit (this gateway with its default pool, refilled before each claim) beside this gateway started with
+    pool.size 0 and the reference, which start every cluster cold."""
+    pooled = start_ours(tmp / "pooled")
+    kinds = {"pool": pooled, "ours cold": servers["ours"], "reference": servers["reference"]}
+    gws = {k: gateway(s) for k, s in kinds.items()}
+    raw: dict[str, dict[str, list[float]]] = {k: {"running": [], "first_result": []} for k in kinds}
+    try:
+        for i in range(n + 1):  # round 0 warms up and is not counted
+            for kind in rotated(list(kinds), i):
+                if kind == "pool":
+                    deadline = time.time() + 60
+                    while pool_ready(pooled) < 1 and time.time() < deadline:
+                        time.sleep(0.05)
+                running, first = first_result_once(gws[kind])
+                if i > 0:
+                    raw[kind]["running"].append(running)
+                    raw[kind]["first_result"].append(first)
+            if i > 0:
+                log(f"pool round {i}/{n}: " + ", ".join(f"{k} {v['running'][-1]:.3f}/{v['first_result'][-1]:.2f} s" for k, v in raw.items()))
+    finally:
+        for gw in gws.values():
+            gw.close()
+        pooled.stop()
+    return {"raw_seconds": raw, "stats": {k: {m: summary(v) for m, v in r.items()} for k, r in raw.items()}}
+
+
 # ---- 3. relay ---------------------------------------------------------------------------------------------------
 
 
@@ -456,7 +510,7 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few iterations, to check the program (results not for keeping)")
-    parser.add_argument("--only", default="start,api,relay,scale,scaleout", help="comma-separated sections to run")
+    parser.add_argument("--only", default="start,pool,api,relay,scale,scaleout", help="comma-separated sections to run")
     parser.add_argument("--out", default=str(BENCH / "results"), help="directory for gateway.{json,md,png}")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -468,12 +522,16 @@ def main() -> None:
     proxy = reference_proxy_binary()
     data["reference_proxy_binary"] = str(proxy) if proxy else None
     try:
-        if only & {"start", "relay", "scale"}:
-            servers = {"ours": start_ours(tmp / "ours"), "reference": start_reference(tmp / "reference")}
+        if only & {"start", "pool", "relay", "scale"}:
+            # Cold against cold: this gateway's warm pool is measured on its own (section 1b).
+            servers = {"ours": start_ours(tmp / "ours", **{"pool.size": "0"}), "reference": start_reference(tmp / "reference")}
             try:
                 if "start" in only:
                     log("section 1: cluster start")
                     data["start"] = section_start(servers, tmp, 3 if q else 20)
+                if "pool" in only:
+                    log("section 1b: the warm pool")
+                    data["pool"] = section_pool(servers, tmp, 3 if q else 20)
                 if "relay" in only:
                     if proxy is None:
                         data["unmeasured"]["relay (reference)"] = "the dask-gateway-server wheel ships no dask-gateway-proxy binary"

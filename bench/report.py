@@ -54,6 +54,15 @@ def markdown(d: dict) -> str:
             _row("1. floor: bare `dask scheduler` + preload to first heartbeat, median s (same for both)", s["floor"]["median"], s["floor"]["median"], 2),
             _row("1. start above the floor, median s", s["ours"]["median"] - s["floor"]["median"], s["reference"]["median"] - s["floor"]["median"], 2),
         ]
+    if "pool" in d:
+        p = d["pool"]["stats"]
+        n = p["pool"]["running"]["n"]
+        lines += [
+            _row(f"1b. `new_cluster()` to RUNNING from the warm pool (this gateway) vs cold (the reference), median s (n={n})", p["pool"]["running"]["median"], p["reference"]["running"]["median"], 3),
+            _row("1b. the same, p95 s", p["pool"]["running"]["p95"], p["reference"]["running"]["p95"], 3),
+            _row("1b. first result (`new_cluster()`, `get_client()`, `scale(1)`, `submit(inc, 1).result()`) from the pool vs the reference, median s", p["pool"]["first_result"]["median"], p["reference"]["first_result"]["median"], 2),
+            _row("1b. first result, this gateway without a pool (pool.size 0) vs the reference, median s", p["ours cold"]["first_result"]["median"], p["reference"]["first_result"]["median"], 2),
+        ]
     if "api" in d:
         a = d["api"]
         names = {"list": "GET /api/v1/clusters/", "one": "GET /api/v1/clusters/&lt;name&gt;"}

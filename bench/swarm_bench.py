@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test" / "python"))
 
+import requests  # noqa: E402
 from dask_gateway import BasicAuth, Gateway  # noqa: E402
 
 from conftest import start_gateway, stop_gateway  # noqa: E402
@@ -35,10 +36,10 @@ def sh(*args: str) -> str:
     return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def time_cluster(gw: Gateway, workers: int) -> tuple[float, float]:
+def time_cluster(gw: Gateway, workers: int, **options) -> tuple[float, float]:
     """Seconds from new_cluster() to RUNNING, and from scale(n) to n connected workers."""
     t0 = time.perf_counter()
-    cluster = gw.new_cluster()
+    cluster = gw.new_cluster(**options)
     started = time.perf_counter() - t0
     client = cluster.get_client()
     t1 = time.perf_counter()
@@ -65,6 +66,33 @@ def raw_service_start() -> float:
         return time.perf_counter() - t0
     finally:
         sh("docker", "service", "rm", name)
+
+
+def pool_ready() -> float:
+    text = requests.get(f"{SWARM_URL}/api/metrics", timeout=30).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("dask_gateway_pool_schedulers{") and 'state="ready"' in line)
+
+
+def pool_rounds(gw: Gateway, rounds: int) -> dict[str, list[float]]:
+    """new_cluster() from the warm pool (refilled before each claim) and the first result: new_cluster(),
+    get_client(), scale(1), submit(inc, 1).result()."""
+    running, first = [], []
+    for _ in range(rounds):
+        deadline = time.time() + 120
+        while pool_ready() < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        t0 = time.perf_counter()
+        cluster = gw.new_cluster()
+        running.append(time.perf_counter() - t0)
+        client = cluster.get_client()
+        cluster.scale(1)
+        assert client.submit(lambda x: x + 1, 1).result(timeout=300) == 2
+        first.append(time.perf_counter() - t0)
+        client.close()
+        cluster.shutdown()
+        gc.collect()
+    return {"pool_start": running, "pool_first_result": first}
 
 
 def timed(*args: str, env: dict | None = None) -> float:
@@ -134,12 +162,14 @@ def main() -> None:
     password = (Path.home() / ".local/state/dask-gateway-swarm/swarm-password").read_text().strip()
     nodes = sum(1 for line in sh("docker", "node", "ls", "--format", "{{.Status}} {{.Availability}}").splitlines() if line == "Ready Active")
     workers = min(nodes, 3)
-    local_gw = start_gateway(Path(tempfile.mkdtemp()), **{"auth.password": "pw", "log.level": "info"})
+    # Cold starts on both (the warm pool is measured on its own): the local gateway without a pool, and on the
+    # swarm an environment that no pool option set has, so that every create misses the pool.
+    local_gw = start_gateway(Path(tempfile.mkdtemp()), **{"auth.password": "pw", "log.level": "info", "pool.size": "0"})
     results: dict[str, list[float]] = {"swarm_start": [], "swarm_scale": [], "local_start": [], "local_scale": [], "raw_service": []}
     try:
         with Gateway(SWARM_URL, auth=BasicAuth("bench", password)) as swarm, Gateway(local_gw.url, auth=BasicAuth("bench", "pw")) as local:
             for _ in range(args.rounds):  # alternate, so that noise hits both alike
-                s, sc = time_cluster(swarm, workers)
+                s, sc = time_cluster(swarm, workers, environment={"DGW_BENCH": "cold"})
                 results["swarm_start"].append(s)
                 results["swarm_scale"].append(sc)
                 s, sc = time_cluster(local, workers)
@@ -148,6 +178,8 @@ def main() -> None:
                 results["raw_service"].append(raw_service_start())
     finally:
         stop_gateway(local_gw)
+    with Gateway(SWARM_URL, auth=BasicAuth("bench", password)) as swarm:
+        results.update(pool_rounds(swarm, max(args.rounds, 5)))
     push = registry_push_times()
     if args.fresh_nodes:
         with Gateway(SWARM_URL, auth=BasicAuth("bench", password)) as swarm:
@@ -167,6 +199,10 @@ def main() -> None:
     for label, a, b in rows:
         lines.append(f"| {label} | {fmt(a)} | {fmt(b)} | {stats[a]['median'] / stats[b]['median']:.2f} |")
     lines.append(f"| `docker service create` to a running task (Swarm's floor) | {fmt('raw_service')} | | |")
+    lines += ["", "The warm pool on the swarm (pool.size 1, refilled before each claim), median seconds (min-max):", "",
+              "| figure | seconds |", "|---|---|",
+              f"| new_cluster() to RUNNING from the pool | {fmt('pool_start')} |",
+              f"| first result: new_cluster(), get_client(), scale(1), submit(inc, 1).result() | {fmt('pool_first_result')} |"]
     lines += ["", f"Images through the registry: the sidecar ({push['image_mb']:.0f} MB) pushed by `make up`, and scale(n) on nodes that never pulled it.", "",
               "| figure | seconds |", "|---|---|",
               f"| push to an empty registry (first `make up`) | {push['push_cold']:.1f} |",

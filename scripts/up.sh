@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make up`: the gateway on this machine's Docker swarm (a single-node swarm is created if needed).
 # Idempotent: builds only what changed, keeps the password of the first run, redeploys in place.
-#   STACK (default dgw), PORT (default 8000), REGISTRY (host[:port][/prefix] of an existing registry this
+#   STACK (default dgw), PORT (default 8000), POOL_SIZE (warm schedulers kept ready, default 1; 0: none), REGISTRY (host[:port][/prefix] of an existing registry this
 #   machine has logged in to; default: a registry on the swarm itself, see scripts/registry.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,9 @@ pinned=$(scripts/registry.sh push $images)
 DGW_GATEWAY_IMAGE=$(grep '/dgw-gateway@' <<<"$pinned")
 DGW_SIDECAR_IMAGE=$(grep '/dgw-sidecar@' <<<"$pinned")
 DGW_REGISTRY_AUTH_SECRET=$(scripts/registry.sh auth-secret)
-export DGW_REGISTRY DGW_GATEWAY_IMAGE DGW_SIDECAR_IMAGE DGW_REGISTRY_AUTH_SECRET
+DGW_POOL_SIZE=${POOL_SIZE:-1}
+[[ "$DGW_POOL_SIZE" =~ ^[0-9]+$ ]] || { log "POOL_SIZE=$POOL_SIZE is not a whole number"; exit 1; }
+export DGW_REGISTRY DGW_GATEWAY_IMAGE DGW_SIDECAR_IMAGE DGW_REGISTRY_AUTH_SECRET DGW_POOL_SIZE
 
 if ! docker secret inspect "$SECRET" >/dev/null 2>&1; then
   log "generating the gateway password (kept as Docker secret $SECRET and in $PASSWORD_FILE)"

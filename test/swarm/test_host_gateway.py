@@ -102,6 +102,8 @@ def host_gateway(tmp_path: Path, *extra: str):
             "--state_dir", str(tmp_path / "state"), "--clusters.check_period", "1", "--log.format", "json",
             # On the manager, where the image was built: nodes pull only from a registry (see test_swarm.py).
             "--swarm.scheduler_constraint", "node.role==manager",
+            # These tests count the gateway's services: no warm pool (test_swarm.py tests it with make up).
+            "--pool.size", "0",
             "--log.level", "debug", *extra]
     log = tmp_path / "gateway.log"
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"))

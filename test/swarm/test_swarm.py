@@ -25,7 +25,9 @@ LABEL = "dask-gateway.gateway"
 
 @pytest.fixture(scope="session")
 def password():
-    subprocess.run([str(ROOT / "scripts" / "up.sh")], check=True, stdout=subprocess.DEVNULL)
+    # No warm pool but in its own test: on this 2-core manager a warm scheduler reserves half of the CPU, and the
+    # tests before the Docker-in-Docker nodes join need the rest for a cluster's scheduler and worker.
+    subprocess.run([str(ROOT / "scripts" / "up.sh")], check=True, stdout=subprocess.DEVNULL, env={**os.environ, "POOL_SIZE": "0"})
     return (Path.home() / ".local/state/dask-gateway-swarm/swarm-password").read_text().strip()
 
 
@@ -193,7 +195,7 @@ def test_fresh_node_gets_workers_and_a_node_that_cannot_pull_is_avoided(gw, pass
 
 def test_make_up_again_pushes_nothing_and_keeps_the_gateway(password):
     task = sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", "dgw_gateway")
-    again = subprocess.run([str(ROOT / "scripts" / "up.sh")], capture_output=True, text=True, check=True)
+    again = subprocess.run([str(ROOT / "scripts" / "up.sh")], capture_output=True, text=True, check=True, env={**os.environ, "POOL_SIZE": "0"})
     assert "pushing" not in again.stderr and again.stderr.count("already in the registry") == 2, again.stderr
     assert sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", "dgw_gateway") == task
 
@@ -316,7 +318,19 @@ def ready_warm(password: str) -> int:
                if line.startswith("dask_gateway_pool_schedulers{") and 'state="ready"' in line)
 
 
-def test_warm_pool_on_the_swarm(gw, password):
+@pytest.fixture
+def pooled_stack(password, three_nodes):
+    """The stack with one warm scheduler (make up's default), workers on the Docker-in-Docker nodes only: the 2-core
+    manager has room for two schedulers (the claimed one and its replacement), not for a worker too."""
+    update = ["docker", "service", "update", "--quiet", "dgw_gateway"]
+    sh(*update, "--env-add", "DGW_POOL_SIZE=1", "--env-add", "DGW_SWARM_WORKER_NODE_LABEL=dgw.dind")
+    wait_for(_up, 120, "the gateway with a pool")
+    yield
+    sh(*update, "--env-add", "DGW_POOL_SIZE=0", "--env-rm", "DGW_SWARM_WORKER_NODE_LABEL", check=False)
+    wait_for(_up, 120, "the gateway as deployed")
+
+
+def test_warm_pool_on_the_swarm(gw, password, pooled_stack):
     """make up keeps one warm scheduler service (pool.size 1): a create claims it and computes, the pool refills, a
     killed warm scheduler is replaced, and a restarted gateway neither leaks nor loses its warm scheduler."""
     wait_for(lambda: ready_warm(password) == 1, 120, "a ready warm scheduler")

@@ -90,7 +90,7 @@ def fresh_node(private_registry):
 @pytest.fixture(scope="module")
 def deployed(private_registry, fresh_node):
     registry = f"{private_registry['address']}/{PREFIX}"
-    up = subprocess.run([str(ROOT / "scripts" / "up.sh")], env={**os.environ, "REGISTRY": registry}, capture_output=True, text=True)
+    up = subprocess.run([str(ROOT / "scripts" / "up.sh")], env={**os.environ, "REGISTRY": registry, "POOL_SIZE": "0"}, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr[-3000:]
     password = (Path.home() / ".local/state/dask-gateway-swarm/swarm-password").read_text().strip()
     yield {"registry": registry, "password": password, "log": up.stdout + up.stderr}
