@@ -151,6 +151,7 @@ def registry_cache_runs_on(node: str) -> bool:
     return any(line.startswith("Running") for line in out.splitlines())
 
 
+@pytest.mark.timeout(600)  # a back-off, image pulls into fresh nodes' vfs storage
 def test_fresh_node_gets_workers_and_a_node_that_cannot_pull_is_avoided(gw, password, three_nodes):
     """A machine joins while a cluster computes, holding nothing but Docker (and the registry image that stands in
     for Docker Hub). With its path to the registry cut, its worker is rejected: the node is avoided, the event names
@@ -330,6 +331,7 @@ def pooled_stack(password, three_nodes):
     wait_for(_up, 120, "the gateway as deployed")
 
 
+@pytest.mark.timeout(600)  # a back-off, image pulls into fresh nodes' vfs storage
 def test_warm_pool_on_the_swarm(gw, password, pooled_stack):
     """make up keeps one warm scheduler service (pool.size 1): a create claims it and computes, the pool refills, a
     killed warm scheduler is replaced, and a restarted gateway neither leaks nor loses its warm scheduler."""

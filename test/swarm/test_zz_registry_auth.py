@@ -97,6 +97,7 @@ def deployed(private_registry, fresh_node):
     subprocess.run([str(ROOT / "scripts" / "down.sh")], check=True, capture_output=True)
 
 
+@pytest.mark.timeout(600)  # a back-off, image pulls into fresh nodes' vfs storage
 def test_private_registry_credentials_reach_fresh_nodes_and_no_log(deployed, fresh_node):
     assert PASSWORD not in deployed["log"]
     gateway_image = sh("docker", "service", "inspect", "dgw_gateway", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}")
