@@ -21,8 +21,6 @@ export const PENDING_ERROR_GRACE_MS = 5_000;
 const FAILED_STATES = new Set(["failed", "rejected", "orphaned"]);
 /** Docker's Err when the process itself exited (`task: non-zero exit (1)`): it would on any node. */
 const OWN_EXIT = /non-zero exit/i;
-/** Swarm's Err for a task pending because its node has no free cores or memory for it now. */
-const INSUFFICIENT = /insufficient resources/i;
 
 /**
  * Classifies the tasks of one service. `pinned`: the service may run on one node only (a worker);
@@ -37,9 +35,7 @@ export function taskOutcome(tasks: readonly TaskStatus[], pinned: boolean, pendi
     return { kind: "failed", fault: pinned && !OWN_EXIT.test(err) ? "node" : "service", reason };
   }
   const stuck = tasks.find((t) => t.Status?.State === "pending" && t.Status.Err);
-  // A node short of free cores or memory for now (other clusters' services, or ones still stopping): Swarm
-  // starts the task there as soon as it has room, within the worker's start timeout.
-  if (!stuck || (pinned && INSUFFICIENT.test(stuck.Status!.Err!))) return { kind: "waiting", pendingError: false };
+  if (!stuck) return { kind: "waiting", pendingError: false };
   if (pendingErrorMs <= PENDING_ERROR_GRACE_MS) return { kind: "waiting", pendingError: true };
   return { kind: "failed", fault: pinned ? "node" : "service", reason: `task cannot be scheduled: ${stuck.Status!.Err}` };
 }

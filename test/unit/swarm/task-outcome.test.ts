@@ -34,9 +34,9 @@ describe("taskOutcome", () => {
       kind: "failed", fault: "node", reason: "task cannot be scheduled: no suitable node (1 node not available for new tasks)",
     });
     expect(taskOutcome(pending, false, PENDING_ERROR_GRACE_MS + 1)).toMatchObject({ kind: "failed", fault: "service" });
-    // A node with no room for now: a worker waits for it (within its start timeout); a scheduler fails as before.
+    // A node with no room (a warm scheduler, other clusters): the worker goes to another node, the node is retried later.
     const full = [task("pending", "no suitable node (insufficient resources on 1 node)")];
-    expect(taskOutcome(full, true, PENDING_ERROR_GRACE_MS + 1)).toEqual({ kind: "waiting", pendingError: false });
+    expect(taskOutcome(full, true, PENDING_ERROR_GRACE_MS + 1)).toMatchObject({ kind: "failed", fault: "node" });
     expect(taskOutcome(full, false, PENDING_ERROR_GRACE_MS + 1)).toMatchObject({ kind: "failed", fault: "service" });
   });
 });
