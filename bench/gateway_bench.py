@@ -17,6 +17,7 @@ Writes bench/results/gateway.json (raw numbers, machine), gateway.md (the table)
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -229,6 +230,9 @@ def first_result_once(gw: Gateway) -> tuple[float, float]:
     name = cluster.name
     cluster.shutdown()
     wait_stopped(gw, name)
+    # dask_gateway 2026.3.0's finalizers can deadlock the client's event loop when the collector runs on that loop's
+    # thread (a run hung here): collect on the main thread instead (main() turns automatic collection off).
+    gc.collect()
     return running, first
 
 
@@ -513,6 +517,7 @@ def main() -> None:
     parser.add_argument("--only", default="start,pool,api,relay,scale,scaleout", help="comma-separated sections to run")
     parser.add_argument("--out", default=str(BENCH / "results"), help="directory for gateway.{json,md,png}")
     args = parser.parse_args()
+    gc.disable()  # collected on the main thread between clusters (first_result_once)
     only = set(args.only.split(","))
     q = args.quick
     t_begin = time.perf_counter()
