@@ -148,8 +148,8 @@ def chart(d: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"ours": "#1f77b4", "reference": "#ff7f0e", "floor": "#7f7f7f"}
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    colors = {"ours": "#1f77b4", "reference": "#ff7f0e", "floor": "#7f7f7f", "pool": "#2ca02c"}
+    fig, axes = plt.subplots(2, 4, figsize=(19, 8.5))
     fig.suptitle(f"This gateway vs dask-gateway-server {d['versions']['dask-gateway-server']} "
                  f"({d['machine']['cores']} cores, one run)")
 
@@ -167,15 +167,20 @@ def chart(d: dict, path: Path) -> None:
         s = d["start"]["stats"]
         bars(axes[0][0], ["median", "p95"], {k: [s[k]["median"], s[k]["p95"]] for k in ("ours", "reference", "floor")},
              "1. cluster start", "seconds")
+    if "pool" in d:
+        p = d["pool"]["stats"]
+        bars(axes[0][1], ["to RUNNING", "first result"],
+             {k: [p[k]["running"]["median"], p[k]["first_result"]["median"]] for k in ("pool", "ours cold", "reference")},
+             "1b. warm pool (median)", "seconds")
     if "api" in d:
         res = d["api"]["results"]
         groups = [f"{e} ×{c}" for e in res for c in res[e]]
-        bars(axes[0][1], groups, {k: [res[e][c][k]["per_second"] for e in res for c in res[e]] for k in ("ours", "reference")},
+        bars(axes[0][2], groups, {k: [res[e][c][k]["per_second"] for e in res for c in res[e]] for k in ("ours", "reference")},
              f"2. API requests/s, {d['api']['clusters']} clusters", "requests/s")
-        axes[0][1].set_yscale("log")
-        bars(axes[0][2], groups, {k: [res[e][c][k]["p99_ms"] for e in res for c in res[e]] for k in ("ours", "reference")},
-             "2. API p99 latency", "ms")
         axes[0][2].set_yscale("log")
+        bars(axes[0][3], groups, {k: [res[e][c][k]["p99_ms"] for e in res for c in res[e]] for k in ("ours", "reference")},
+             "2. API p99 latency", "ms")
+        axes[0][3].set_yscale("log")
         mem = d["api"]["memory"]
         bars(axes[1][2], ["idle", f"{d['api']['clusters']} clusters", "after load"],
              {k: [mem["idle_mib"][k], mem["clusters_mib"][k], mem["clusters_after_load_mib"][k]] for k in ("ours", "reference")},
