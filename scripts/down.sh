@@ -12,7 +12,8 @@ docker info >/dev/null 2>&1 || { log "no Docker engine running: nothing to remov
 
 if docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$STACK"; then
   log "removing stack $STACK"
-  docker stack rm "$STACK" >/dev/null
+  # The network goes below, once the clusters' services (a warm scheduler at least) that use it are gone.
+  docker stack rm "$STACK" >/dev/null 2>&1 || true
 fi
 for i in $(seq 1 60); do
   [ -z "$(docker ps -q --filter "label=com.docker.stack.namespace=$STACK")" ] && break
