@@ -157,16 +157,23 @@ export class ClusterManager {
 
   private async createCold(user: User, parsed: { options: Record<string, unknown>; config: ClusterConfig }): Promise<ClusterRecord> {
     const cluster = await this.newRecord(user.name, parsed.options, parsed.config);
-    this.clusters.set(cluster.name, cluster);
-    try {
-      await this.opts.store.save(cluster);
-    } catch (err) {
-      this.clusters.delete(cluster.name);
-      throw new PublicError(503, `the cluster could not be recorded (${(err as Error).message}); nothing was created; try again shortly`);
-    }
+    await this.addRecord(cluster).catch((err: Error) => {
+      throw new PublicError(503, `the cluster could not be recorded (${err.message}); nothing was created; try again shortly`);
+    });
     this.event(cluster, "created", `created by ${user.name} with options ${JSON.stringify(parsed.options)}`);
     this.queue.put(clusterKey(cluster.name));
     return cluster;
+  }
+
+  /** Holds and stores a new record; one that cannot be stored is not held (nothing is started for it). */
+  private async addRecord(c: ClusterRecord): Promise<void> {
+    this.clusters.set(c.name, c);
+    try {
+      await this.opts.store.save(c);
+    } catch (err) {
+      this.clusters.delete(c.name);
+      throw err;
+    }
   }
 
   /** A new record with its own name, TLS key pair and token, not yet started. */
@@ -596,13 +603,7 @@ export class ClusterManager {
     if (this.closing) return;
     const c = await this.newRecord(POOL_OWNER, set.options, set.config);
     c.pool = { key };
-    this.clusters.set(c.name, c);
-    try {
-      await this.opts.store.save(c);
-    } catch (err) {
-      this.clusters.delete(c.name);
-      throw err;
-    }
+    await this.addRecord(c);
     this.event(c, "created", `warm scheduler for the pool (key ${key})`);
     this.queue.put(clusterKey(c.name));
   }
