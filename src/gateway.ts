@@ -24,6 +24,7 @@ import { ConfigError } from "./config/load.js";
 import type { Logger } from "./logging.js";
 import { Metrics } from "./metrics.js";
 import { loadCatalog, type OptionsCatalog } from "./options/catalog.js";
+import { schedulerNeedsUser } from "./options/mounts.js";
 import { dashboardMiddleware, dashboardUpgrade } from "./proxy/dashboard-route.js";
 import { PublicListener } from "./proxy/public-listener.js";
 import { VERSION } from "./version.js";
@@ -132,7 +133,7 @@ async function createBackend(config: GatewayConfig, log: Logger): Promise<Backen
     const { SwarmBackend } = await import("./backends/swarm/swarm-backend.js");
     return SwarmBackend.create(config, log.child({ component: "swarm" }));
   }
-  return new LocalBackend({ clustersDir: join(config.stateDir, "clusters"), daskCommand: config.local.daskCommand, niceness: config.local.niceness });
+  return new LocalBackend({ clustersDir: join(config.stateDir, "clusters"), volumesDir: join(config.stateDir, "volumes"), daskCommand: config.local.daskCommand, niceness: config.local.niceness });
 }
 
 /** The pool's option sets, normalized by the catalog; an invalid one is a configuration error naming it. */
@@ -141,6 +142,9 @@ function poolOptionSets(config: GatewayConfig, catalog: OptionsCatalog): PoolOpt
   return config.pool.optionSets.map((requested, i) => {
     const parsed = catalog.parse(requested);
     if (!parsed.ok) throw new ConfigError(`pool.option_sets[${i}] (${JSON.stringify(requested)}): ${parsed.error}`);
+    if (schedulerNeedsUser(parsed.config.mounts ?? [])) {
+      throw new ConfigError(`pool.option_sets[${i}] (${JSON.stringify(requested)}) mounts a user_volume on the scheduler, which a warm scheduler cannot have before a user claims it; make the mount workers_only or leave this set out`);
+    }
     return { options: parsed.options, config: parsed.config };
   });
 }

@@ -114,7 +114,7 @@ export function apiRouter({ manager, auth, version, metrics }: RouteDeps): Route
   router.get("/api/v1/clusters/:name/events", async (ctx) => {
     const u = await user(ctx);
     const c = findOwned(manager, ctx.params.name!, u, "view");
-    ctx.body = { name: c.name, status: publicStatus(c.status, c.target), reason: c.reason, events: c.events };
+    ctx.body = { name: c.name, status: publicStatus(c.status, c.target), reason: c.reason, versions: c.versions ?? null, events: c.events };
   });
 
   router.get("/api/v1/whoami", async (ctx) => {

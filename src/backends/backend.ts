@@ -3,6 +3,7 @@
  * should happen; a backend only knows *how* to start, stop and check one scheduler or worker.
  */
 import type { ClusterStore } from "../clusters/store.js";
+import type { MountDefinition } from "../options/mounts.js";
 
 /** JSON-serialisable facts a backend needs to find its scheduler or worker again (pid, service id...). */
 export type BackendState = Record<string, string | number | boolean | null>;
@@ -24,6 +25,15 @@ export interface SchedulerLaunch {
   environment: Record<string, string>;
   /** The `image` cluster option; null: the backend's default image. */
   image: string | null;
+  /** Allow-listed mounts the cluster chose, `{user}` not yet filled in (options/mounts.ts resolveMount). */
+  mounts: MountDefinition[];
+  /** Generic resources (GPU...) each worker reserves and advertises to Dask, by kind. */
+  workerResources: Record<string, number>;
+  /**
+   * The owner again, when the scheduler mounts a per-user volume: `user` is given at the claim of a warm scheduler,
+   * so this makes such clusters miss the pool (a warm scheduler cannot have the claimant's volume).
+   */
+  mountsUser?: string;
   /**
    * Started for the warm pool: no owner yet, idle timeout 0, and the claim preload (backends/pool-preload.ts) added
    * after the gateway's, so that the claim arms the idle timeout. Only the start of the scheduler looks at it.

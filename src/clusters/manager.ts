@@ -11,13 +11,14 @@ import type { User } from "../auth/users.js";
 import { newKeypair } from "../tls/keypair.js";
 import { clampAdapt, clampScale } from "../options/limits.js";
 import type { OptionsCatalog } from "../options/catalog.js";
+import { schedulerNeedsUser } from "../options/mounts.js";
 import { applyHeartbeat, decideScale, workerStartAllowance, type HeartbeatMessage } from "./heartbeat.js";
 import {
   Job, activeWorkers, isActive, isUserCluster, publicStatus,
   type ClusterConfig, type ClusterRecord, type ClusterStatus, type RecycleReason, type WorkerRecord,
 } from "./model.js";
 import { poolKey, type PoolHost, type PoolOptionSet, type WarmPool } from "./pool.js";
-import { claimScheduler, sendToScheduler, type SchedulerMessage } from "./scheduler-api.js";
+import { claimScheduler, schedulerVersions, sendToScheduler, type SchedulerMessage } from "./scheduler-api.js";
 import type { ClusterStore } from "./store.js";
 import { WorkQueue } from "./workqueue.js";
 
@@ -219,6 +220,7 @@ export class ClusterManager {
       }
       this.event(warm, "created", `created by ${user.name} with options ${JSON.stringify(parsed.options)}`);
       this.event(warm, "running", `claimed from the warm pool (its scheduler started ${readyFor} s earlier); scheduler at ${warm.schedulerAddress}, dashboard ${warm.dashboardAddress || "none"}`);
+      this.versionsEvent(warm);
       this.queue.put(clusterKey(warm.name));
       return warm;
     }
@@ -403,6 +405,20 @@ export class ClusterManager {
     this.event(c, "running", `scheduler at ${c.schedulerAddress}, dashboard ${c.dashboardAddress || "none"}`);
     this.notifyReady(c);
     if (c.pool) this.opts.pool?.poke();
+    void this.recordVersions(c);
+  }
+
+  /** Asks the scheduler its software versions once, so a mismatch with the client shows before the client warns. */
+  private async recordVersions(c: ClusterRecord): Promise<void> {
+    const versions = await schedulerVersions(c.apiAddress, c.token);
+    if (!versions || c.target !== Job.RUNNING) return;
+    c.versions = versions;
+    this.versionsEvent(c);
+    this.queue.put(clusterKey(c.name)); // the reconcile saves the record
+  }
+
+  private versionsEvent(c: ClusterRecord): void {
+    if (c.versions) this.event(c, "versions", Object.entries(c.versions).map(([pkg, v]) => `${pkg} ${v}`).join(", "));
   }
 
   private async checkScale(c: ClusterRecord): Promise<void> {
@@ -587,6 +603,8 @@ export class ClusterManager {
       adaptivePeriod: this.opts.clusters.adaptivePeriod, idleTimeout: warm ? 0 : config.idleTimeout,
       schedulerCores: config.schedulerCores, schedulerMemoryBytes: config.schedulerMemoryBytes,
       environment: config.environment, image: config.image, ...(warm ? { warm } : {}),
+      mounts: config.mounts ?? [], workerResources: config.workerResources ?? {},
+      ...(schedulerNeedsUser(config.mounts ?? []) ? { mountsUser: identity.user } : {}),
     };
   }
 

@@ -2,6 +2,7 @@
  * Cluster and worker records, their internal states, and the one mapping to the public status.
  */
 import type { BackendState } from "../backends/backend.js";
+import type { MountDefinition } from "../options/mounts.js";
 
 /** Internal state of a cluster or worker: each record has a current `status` and a `target`. */
 export const Job = {
@@ -29,6 +30,10 @@ export interface ClusterConfig {
   orphanTimeout: number;
   maxWorkers: number | null;
   image: string | null;
+  /** Allow-listed mounts chosen through options (options/mounts.ts); absent in records from before mounts. */
+  mounts?: MountDefinition[];
+  /** Generic resources (GPU...) each worker reserves and advertises to Dask, by kind; absent: none. */
+  workerResources?: Record<string, number>;
 }
 
 export interface ClusterEvent {
@@ -95,6 +100,8 @@ export interface ClusterRecord {
   /** Connected clients through the relay, and since when there were none. */
   clients: number;
   lastClientSeen: number;
+  /** The scheduler's Python, dask, distributed and dask-gateway versions, once it answered them. */
+  versions?: Record<string, string>;
   /** Present while the record is a warm scheduler of the pool. */
   pool?: PoolMembership;
 }

@@ -13,7 +13,7 @@ import type { Logger } from "../logging.js";
 import { Job, type ClusterConfig, type ClusterRecord, type RecycleReason } from "./model.js";
 
 /** Fields of a launch that do not fix how a scheduler starts: they are the scheduler's own, or apply at the claim. */
-const CLAIM_TIME_FIELDS: ReadonlySet<string> = new Set(["name", "user", "token", "tlsCert", "tlsKey", "idleTimeout", "warm"]);
+const CLAIM_TIME_FIELDS: ReadonlySet<string> = new Set(["name", "user", "token", "tlsCert", "tlsKey", "idleTimeout", "warm", "workerResources"]);
 /** How often the pool looks at its schedulers when nothing pokes it. */
 const TICK_MS = 1_000;
 /** A warm scheduler ready this long proves its key healthy again: the failure back-off starts over. */
@@ -65,11 +65,13 @@ export interface PoolCount {
 /**
  * The pool key: a hash of everything that fixes a scheduler when it starts (image, environment, scheduler cores and
  * memory, heartbeat and adaptive periods, the API URL it reports to, and the backend's own fingerprint: command,
- * default image, placement). Any launch field not listed as claim-time is part of it, so a field added later makes
+ * default image, placement) and the scheduler's mounts. Any launch field not listed as claim-time is part of it, so a field added later makes
  * requests miss rather than get a scheduler started differently.
  */
 export function poolKey(launch: SchedulerLaunch, fingerprint: string): string {
   const fixed = Object.fromEntries(Object.entries(launch).filter(([field]) => !CLAIM_TIME_FIELDS.has(field)));
+  // Mounts of workers only are given when workers start, after the claim.
+  fixed.mounts = launch.mounts.filter((m) => !m.workers_only);
   return createHash("sha256").update(canonicalJson({ launch: fixed, backend: fingerprint })).digest("hex").slice(0, 16);
 }
 

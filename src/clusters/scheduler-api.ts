@@ -3,6 +3,7 @@
  * reference's retries: three attempts, 0.1 s then 0.2 s apart; and the pool's claim of a warm scheduler.
  */
 import { CLAIM_ROUTE } from "../backends/pool-preload.js";
+import { VERSIONS_ROUTE } from "../backends/stack-preload.js";
 
 export type SchedulerMessage =
   | { op: "scale"; count: number }
@@ -22,6 +23,21 @@ export function sendToScheduler(apiAddress: string, token: string, message: Sche
  */
 export function claimScheduler(apiAddress: string, token: string, idleTimeout: number): Promise<boolean> {
   return post(`${apiAddress}${CLAIM_ROUTE}`, token, { idle_timeout: idleTimeout }, 1, CLAIM_TIMEOUT_MS);
+}
+
+/**
+ * The versions of the scheduler's Python, dask, distributed and dask-gateway (backends/stack-preload.ts), or null
+ * when it does not answer with them.
+ */
+export async function schedulerVersions(apiAddress: string, token: string): Promise<Record<string, string> | null> {
+  try {
+    const res = await fetch(`${apiAddress}${VERSIONS_ROUTE}`, { headers: { authorization: `token ${token}` }, signal: AbortSignal.timeout(CLAIM_TIMEOUT_MS) });
+    const body = (await res.json()) as unknown;
+    if (!res.ok || typeof body !== "object" || body === null) return null;
+    return Object.fromEntries(Object.entries(body).filter(([k, v]) => /^[\w.-]{1,40}$/.test(k) && typeof v === "string" && v.length <= 64)) as Record<string, string>;
+  } catch {
+    return null;
+  }
 }
 
 async function post(url: string, token: string, body: object, attempts: number, timeoutMs: number): Promise<boolean> {

@@ -8,6 +8,7 @@ import type { GatewayConfig } from "../config/config.js";
 import type { ClusterConfig } from "../clusters/model.js";
 import { fieldSpec, parseOptions, validateFieldDefinition, type FieldDefinition } from "./fields.js";
 import { deriveMaxWorkers } from "./limits.js";
+import { validateMounts, type MountDefinition } from "./mounts.js";
 
 export type ParsedOptions =
   | { ok: true; options: Record<string, unknown>; config: ClusterConfig }
@@ -29,20 +30,29 @@ export const BUILTIN_OPTIONS: FieldDefinition[] = [
   { type: "float", field: "idle_timeout", label: "Idle timeout (seconds, 0 = never)", default: 3600, min: 0, max: null },
 ];
 
-/** Targets an option may set: a key of the cluster configuration, or `environment.NAME` for one variable. */
+/**
+ * Targets an option may set: a key of the cluster configuration, `environment.NAME` for one variable,
+ * `mounts.NAME` (a bool) or `mounts` (a select of mount names) for allow-listed mounts, and `resources.KIND` (an
+ * int) for a generic resource each worker reserves and advertises to Dask, such as GPU.
+ */
 const ENV_TARGET = /^environment\.([A-Za-z_][A-Za-z0-9_]*)$/;
-const TARGETS = ["worker_cores", "worker_threads", "worker_memory", "scheduler_cores", "scheduler_memory", "environment", "idle_timeout", "orphan_timeout", "image"] as const;
+const MOUNT_TARGET = /^mounts\.([A-Za-z_][A-Za-z0-9_]*)$/;
+const RESOURCE_TARGET = /^resources\.([A-Za-z][A-Za-z0-9_.-]*)$/;
+const TARGETS = ["worker_cores", "worker_threads", "worker_memory", "scheduler_cores", "scheduler_memory", "environment", "idle_timeout", "orphan_timeout", "image", "mounts"] as const;
+
+/** What the options file defines: the fields users set, and the mounts they may choose among. */
+interface OptionsFile {
+  options: FieldDefinition[];
+  mounts: MountDefinition[];
+}
 
 /** Loads the options (built-in or from the file) and checks them once at startup. */
 export function loadCatalog(config: GatewayConfig): OptionsCatalog {
-  const defs = config.clusters.optionsFile ? readOptionsFile(config.clusters.optionsFile) : BUILTIN_OPTIONS;
+  const file = config.clusters.optionsFile;
+  const { options: defs, mounts } = file ? readOptionsFile(file) : { options: BUILTIN_OPTIONS, mounts: [] };
   for (const def of defs) {
-    const problem = validateFieldDefinition(def);
-    if (problem) throw new Error(`${config.clusters.optionsFile ?? "built-in options"}: ${problem}`);
-    const target = def.target ?? def.field;
-    if (!(TARGETS as readonly string[]).includes(target) && !ENV_TARGET.test(target)) {
-      throw new Error(`option '${def.field}' sets '${target}', which is not a cluster setting; use target: one of ${TARGETS.join(", ")}, or environment.NAME`);
-    }
+    const problem = validateFieldDefinition(def) ?? validateTarget(def, mounts);
+    if (problem) throw new Error(`${file ?? "built-in options"}: ${problem}`);
   }
   const specs = defs.map(fieldSpec);
   return {
@@ -51,7 +61,7 @@ export function loadCatalog(config: GatewayConfig): OptionsCatalog {
       const parsed = parseOptions(defs, requested);
       if (!parsed.ok) return parsed;
       try {
-        return { ok: true, options: parsed.options, config: toClusterConfig(parsed.config, config) };
+        return { ok: true, options: parsed.options, config: toClusterConfig(parsed.config, config, mounts) };
       } catch (err) {
         return { ok: false, error: (err as Error).message };
       }
@@ -59,14 +69,43 @@ export function loadCatalog(config: GatewayConfig): OptionsCatalog {
   };
 }
 
-function readOptionsFile(file: string): FieldDefinition[] {
-  const doc = parseYaml(readFileSync(file, "utf8")) as { options?: unknown } | null;
+function readOptionsFile(file: string): OptionsFile {
+  const doc = parseYaml(readFileSync(file, "utf8")) as { options?: unknown; mounts?: unknown } | null;
   if (!Array.isArray(doc?.options)) throw new Error(`clusters.options_file ${file}: expected 'options:' with a list of fields`);
-  return doc.options as FieldDefinition[];
+  const mounts = doc.mounts ?? [];
+  const problem = validateMounts(mounts);
+  if (problem) throw new Error(`clusters.options_file ${file}: ${problem}`);
+  return { options: doc.options as FieldDefinition[], mounts: mounts as MountDefinition[] };
+}
+
+/** Checks what an option sets, and that its type fits: mounts are chosen by bool or select, resources are counted by int. */
+function validateTarget(def: FieldDefinition, mounts: readonly MountDefinition[]): string | null {
+  const target = def.target ?? def.field;
+  const known = (name: unknown) => mounts.some((m) => m.name === name);
+  const mount = MOUNT_TARGET.exec(target);
+  if (mount) {
+    if (!known(mount[1])) return `option '${def.field}' sets '${target}', but no mount is named '${mount[1]}' under mounts:`;
+    return def.type === "bool" ? null : `option '${def.field}' sets '${target}': a single mount is chosen with a bool option`;
+  }
+  if (target === "mounts") {
+    if (def.type !== "select") return `option '${def.field}' sets 'mounts': mounts are chosen with a select option (or a bool option with target mounts.NAME)`;
+    for (const o of def.options) {
+      const value = typeof o === "string" ? o : o.value;
+      const names = value === null ? [] : Array.isArray(value) ? value : [value];
+      const bad = names.find((n) => !known(n));
+      if (bad !== undefined) return `option '${def.field}': ${JSON.stringify(bad)} is not a mount defined under mounts:`;
+    }
+    return null;
+  }
+  if (RESOURCE_TARGET.test(target)) {
+    return def.type === "int" && (def.min ?? -1) >= 0 ? null : `option '${def.field}' sets '${target}': a resource count is an int option with min 0 or more`;
+  }
+  if ((TARGETS as readonly string[]).includes(target) || ENV_TARGET.test(target)) return null;
+  return `option '${def.field}' sets '${target}', which is not a cluster setting; use target: one of ${TARGETS.join(", ")}, environment.NAME, mounts.NAME or resources.KIND`;
 }
 
 /** Applies chosen values over the defaults and checks them against the cluster limits. */
-function toClusterConfig(values: Record<string, unknown>, config: GatewayConfig): ClusterConfig {
+function toClusterConfig(values: Record<string, unknown>, config: GatewayConfig, mounts: readonly MountDefinition[]): ClusterConfig {
   const num = (key: string, dflt: number) => (values[key] === undefined ? dflt : Number(values[key]));
   const workerCores = num("worker_cores", 1);
   const base: ClusterConfig = {
@@ -80,6 +119,8 @@ function toClusterConfig(values: Record<string, unknown>, config: GatewayConfig)
     orphanTimeout: num("orphan_timeout", config.clusters.orphanTimeout),
     maxWorkers: null,
     image: typeof values.image === "string" && values.image ? values.image : null,
+    mounts: chosenMounts(values, mounts),
+    workerResources: resourceCounts(values),
   };
   const limits = config.limits;
   base.maxWorkers = deriveMaxWorkers({
@@ -112,6 +153,28 @@ function singleVariables(values: Record<string, unknown>): Record<string, string
   for (const [target, value] of Object.entries(values)) {
     const m = ENV_TARGET.exec(target);
     if (m) out[m[1]!] = typeof value === "string" ? value : JSON.stringify(value);
+  }
+  return out;
+}
+
+/** The mounts chosen by bool options (`mounts.NAME`) and select options (`mounts`), in definition order. */
+function chosenMounts(values: Record<string, unknown>, defs: readonly MountDefinition[]): MountDefinition[] {
+  const chosen = new Set<unknown>();
+  for (const [target, value] of Object.entries(values)) {
+    const m = MOUNT_TARGET.exec(target);
+    if (m && value === true) chosen.add(m[1]);
+  }
+  const selected = values.mounts;
+  for (const name of selected === null || selected === undefined ? [] : Array.isArray(selected) ? selected : [selected]) chosen.add(name);
+  return defs.filter((d) => chosen.has(d.name));
+}
+
+/** Generic resources per worker (`resources.KIND` options), without the ones asked for 0 times. */
+function resourceCounts(values: Record<string, unknown>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [target, value] of Object.entries(values)) {
+    const m = RESOURCE_TARGET.exec(target);
+    if (m && Number(value) > 0) out[m[1]!] = Number(value);
   }
   return out;
 }

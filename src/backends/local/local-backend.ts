@@ -9,6 +9,9 @@ import { fileURLToPath } from "node:url";
 import type { Backend, BackendState, SchedulerLaunch, WorkerLaunch } from "../backend.js";
 import { BackendError } from "../backend.js";
 import { claimPreloadArgs } from "../pool-preload.js";
+import { daskResources, describeResources } from "../resources.js";
+import { missingDaskReason, schedulerPreloadArgs, stackExitReason } from "../stack-preload.js";
+import { localMountEnv, prepareMounts } from "./mounts.js";
 import { childrenIn, exitInfo, isAlive, processesIn, spawnLogged, stopProcess } from "./processes.js";
 
 /** Variables passed through from the gateway's environment, as the reference's local backend does. */
@@ -23,6 +26,8 @@ const LEFTOVER_STOP_STEPS: Array<[NodeJS.Signals, number]> = [["SIGTERM", 3_000]
 export interface LocalBackendOptions {
   /** Parent of every cluster's work directory. */
   clustersDir: string;
+  /** Parent of the directories that stand for volumes (backends/local/mounts.ts). */
+  volumesDir: string;
   /** The `dask` executable; null finds the project's .venv or PATH. */
   daskCommand: string | null;
   /** How much lower than the gateway's the CPU priority of cluster processes is (0 to 19). */
@@ -42,25 +47,29 @@ export class LocalBackend implements Backend {
   }
 
   async startCluster(launch: SchedulerLaunch): Promise<BackendState> {
+    if (Object.keys(launch.workerResources).length > 0) {
+      throw new BackendError(`each worker asks for ${describeResources(launch.workerResources)}, but the local backend has no generic resources (GPUs...): they come from Docker Swarm nodes`);
+    }
+    const dask = this.daskFor(launch);
+    await prepareMounts(launch, this.options.volumesDir, "scheduler");
     const workdir = join(this.options.clustersDir, launch.name);
     if (await mkdir(workdir, { recursive: true, mode: 0o700 })) this.ownDirs.add(workdir);
     const certs = await writeCredentials(workdir, launch);
     const args = [
       "scheduler", "--protocol", "tls", "--port", "0", "--host", "127.0.0.1",
       "--dashboard-address", "127.0.0.1:0",
-      "--preload", "dask_gateway.scheduler_preload",
-      ...claimPreloadArgs(launch),
+      ...schedulerPreloadArgs(claimPreloadArgs(launch)),
       "--dg-api-address", "127.0.0.1:0",
       "--dg-heartbeat-period", String(launch.heartbeatPeriod),
       "--dg-adaptive-period", String(launch.adaptivePeriod),
       "--dg-idle-timeout", String(launch.idleTimeout),
     ];
     const env = {
-      ...baseEnv(launch),
+      ...baseEnv(launch, this.options.volumesDir, "scheduler"),
       DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__CERT: certs.cert,
       DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY: certs.key,
     };
-    const pid = await this.spawn(workdir, "scheduler.log", args, { ...env, DASK_DISTRIBUTED__COMM__TLS__CA_FILE: certs.cert, DASK_GATEWAY_API_TOKEN: certs.token });
+    const pid = await this.spawn(dask, workdir, "scheduler.log", args, { ...env, DASK_DISTRIBUTED__COMM__TLS__CA_FILE: certs.cert, DASK_GATEWAY_API_TOKEN: certs.token });
     return { workdir, pid };
   }
 
@@ -84,6 +93,7 @@ export class LocalBackend implements Backend {
 
   async startWorker(launch: WorkerLaunch): Promise<BackendState> {
     const workdir = String(launch.clusterState.workdir);
+    await prepareMounts(launch.cluster, this.options.volumesDir, "worker");
     const certs = certPaths(workdir);
     const args = [
       "worker", launch.schedulerAddress,
@@ -91,15 +101,16 @@ export class LocalBackend implements Backend {
       "--name", launch.workerName,
       "--nthreads", String(launch.workerThreads),
       "--memory-limit", String(launch.workerMemoryBytes),
+      "--resources", daskResources(launch),
     ];
     const env = {
-      ...baseEnv(launch.cluster),
+      ...baseEnv(launch.cluster, this.options.volumesDir, "worker"),
       DASK_GATEWAY_API_TOKEN: certs.token,
       DASK_DISTRIBUTED__COMM__TLS__CA_FILE: certs.cert,
       DASK_DISTRIBUTED__COMM__TLS__WORKER__CERT: certs.cert,
       DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY: certs.key,
     };
-    const pid = await this.spawn(workdir, `worker-${launch.workerName}.log`, args, env);
+    const pid = await this.spawn(this.daskFor(launch.cluster), workdir, `worker-${launch.workerName}.log`, args, env);
     return { pid };
   }
 
@@ -109,8 +120,12 @@ export class LocalBackend implements Backend {
     await this.stopLeftovers(String(launch.clusterState.workdir), (argv) => argv.includes(launch.workerName));
   }
 
-  async checkCluster(_launch: SchedulerLaunch, state: BackendState): Promise<string | null> {
-    return typeof state.pid === "number" ? this.deathReason(state.pid, "scheduler", state.workdir, "scheduler.log") : null;
+  async checkCluster(launch: SchedulerLaunch, state: BackendState): Promise<string | null> {
+    if (typeof state.pid !== "number") return null;
+    const code = exitInfo(state.pid)?.code;
+    const stack = typeof code === "number" && !isAlive(state.pid) ? stackExitReason(code, this.stackName(launch)) : null;
+    const death = await this.deathReason(state.pid, "scheduler", state.workdir, "scheduler.log");
+    return stack && death ? `${stack}; ${death}` : death;
   }
 
   async checkWorker(launch: WorkerLaunch, state: BackendState): Promise<string | null> {
@@ -126,11 +141,28 @@ export class LocalBackend implements Backend {
 
   async close(): Promise<void> {}
 
-  private async spawn(workdir: string, logName: string, args: string[], env: Record<string, string>): Promise<number> {
+  /**
+   * The `dask` of the cluster's stack. On this backend a stack (the `image` option) is the directory of a Python
+   * environment (a venv or conda prefix) whose bin/dask runs the cluster; none: the gateway's own.
+   */
+  private daskFor(launch: SchedulerLaunch): string {
+    if (launch.image === null) return this.dask;
+    if (!launch.image.startsWith("/")) {
+      throw new BackendError(`image '${launch.image}': on the local backend a software stack is the absolute path of a Python environment (a venv or conda prefix with bin/dask), not a container image`);
+    }
+    return join(launch.image, "bin", "dask");
+  }
+
+  private stackName(launch: SchedulerLaunch): string {
+    return launch.image === null ? `the gateway's Python environment (${this.dask})` : `the Python environment ${launch.image}`;
+  }
+
+  private async spawn(dask: string, workdir: string, logName: string, args: string[], env: Record<string, string>): Promise<number> {
     try {
-      return await spawnLogged({ command: this.dask, args, cwd: workdir, env, logFile: join(workdir, "logs", logName), niceness: this.options.niceness ?? 0 });
+      return await spawnLogged({ command: dask, args, cwd: workdir, env, logFile: join(workdir, "logs", logName), niceness: this.options.niceness ?? 0 });
     } catch (err) {
-      throw new BackendError(`cannot start '${this.dask}': ${(err as Error).message}`);
+      const message = `cannot start '${dask}': ${(err as Error).message}`;
+      throw new BackendError(missingDaskReason(message, dask.endsWith("/bin/dask") ? `the Python environment ${dirname(dirname(dask))}` : dask) ?? message);
     }
   }
 
@@ -160,12 +192,13 @@ export class LocalBackend implements Backend {
   }
 }
 
-function baseEnv(launch: SchedulerLaunch): Record<string, string> {
+function baseEnv(launch: SchedulerLaunch, volumesDir: string, role: "scheduler" | "worker"): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of PASSED_ENV) if (process.env[name] !== undefined) env[name] = process.env[name]!;
   return {
     ...env,
     ...launch.environment,
+    ...localMountEnv(launch, volumesDir, role),
     // A warm scheduler of the pool has no owner yet: its workers, started after the claim, get the claimant.
     ...(launch.user ? { USER: launch.user } : {}),
     DASK_GATEWAY_API_URL: launch.apiUrl,

@@ -4,6 +4,9 @@
  */
 import type { SchedulerLaunch, WorkerLaunch } from "../backend.js";
 import { claimPreloadArgs } from "../pool-preload.js";
+import { mountEnvName, mountsFor, type MountDefinition } from "../../options/mounts.js";
+import { daskResources } from "../resources.js";
+import { schedulerPreloadArgs } from "../stack-preload.js";
 
 export const LABEL = {
   gateway: "dask-gateway.gateway",
@@ -61,9 +64,10 @@ function secretRefs(secretIds: Record<SecretKind, string>, cluster: string) {
 
 const secretPath = (kind: SecretKind) => `${SECRETS_DIR}/${SECRET_FILE[kind]}`;
 
-function commonEnv(launch: SchedulerLaunch): string[] {
+function commonEnv(launch: SchedulerLaunch, mounts: readonly MountDefinition[]): string[] {
   const env: Record<string, string> = {
     ...launch.environment,
+    ...Object.fromEntries(mounts.map((m) => [mountEnvName(m), m.target])),
     DASK_GATEWAY_API_URL: launch.apiUrl,
     // A value with a slash is read as a file by the preload: the token never sits in an inspectable env.
     DASK_GATEWAY_API_TOKEN: secretPath("token"),
@@ -74,15 +78,35 @@ function commonEnv(launch: SchedulerLaunch): string[] {
   return Object.entries(env).map(([k, v]) => `${k}=${v}`);
 }
 
+/** Docker's mount specs; volumes carry the gateway's label, so an operator can tell them apart. */
+export function dockerMounts(gatewayId: string, mounts: readonly MountDefinition[]) {
+  return mounts.map((m) => ({
+    Type: m.type === "bind" ? "bind" : "volume",
+    Source: m.source,
+    Target: m.target,
+    ReadOnly: m.read_only === true,
+    ...(m.type === "bind" ? {} : {
+      VolumeOptions: {
+        Labels: { [LABEL.gateway]: gatewayId },
+        ...(m.driver || m.driver_opts ? { DriverConfig: { Name: m.driver ?? "local", Options: m.driver_opts ?? {} } } : {}),
+      },
+    }),
+  }));
+}
+
 /** One task, found by DNS round robin (no virtual IP: that needs IPVS and drops idle connections). */
 const singleTask = { Mode: { Replicated: { Replicas: 1 } }, EndpointSpec: { Mode: "dnsrr" } };
 
 const BOUNDED_RESTARTS = { Condition: "on-failure", MaxAttempts: 2, Delay: 2_000_000_000 };
 
 /** Reservations matching what the process is told it has, bounded restarts, placement and network. */
-function taskRules(settings: SwarmSettings, cores: number, memoryBytes: number, constraints: string[], restart: object = BOUNDED_RESTARTS) {
+function taskRules(settings: SwarmSettings, cores: number, memoryBytes: number, constraints: string[], restart: object = BOUNDED_RESTARTS, generic: Record<string, number> = {}) {
+  const genericResources = Object.entries(generic).map(([Kind, Value]) => ({ DiscreteResourceSpec: { Kind, Value } }));
   return {
-    Resources: { Reservations: { NanoCPUs: Math.round(cores * 1e9), MemoryBytes: memoryBytes }, Limits: { MemoryBytes: memoryBytes } },
+    Resources: {
+      Reservations: { NanoCPUs: Math.round(cores * 1e9), MemoryBytes: memoryBytes, ...(genericResources.length ? { GenericResources: genericResources } : {}) },
+      Limits: { MemoryBytes: memoryBytes },
+    },
     RestartPolicy: restart,
     Placement: { Constraints: constraints },
     Networks: [{ Target: settings.networkId }],
@@ -92,6 +116,7 @@ function taskRules(settings: SwarmSettings, cores: number, memoryBytes: number, 
 /** The scheduler service: dnsrr endpoint (no IPVS needed), bounded restarts, optional placement. */
 export function schedulerServiceSpec(settings: SwarmSettings, launch: SchedulerLaunch, secretIds: Record<SecretKind, string>, image: string) {
   const name = schedulerServiceName(launch.name);
+  const mounts = mountsFor(launch.mounts, launch.user, "scheduler");
   return {
     Name: name,
     Labels: { ...clusterLabels(settings.gatewayId, launch.name, launch.user), [LABEL.role]: "scheduler" },
@@ -104,20 +129,20 @@ export function schedulerServiceSpec(settings: SwarmSettings, launch: SchedulerL
         Command: [
           "dask", "scheduler", "--protocol", "tls", "--port", String(SCHEDULER_PORT), "--host", name,
           "--dashboard-address", `:${DASHBOARD_PORT}`,
-          "--preload", "dask_gateway.scheduler_preload",
-          ...claimPreloadArgs(launch),
+          ...schedulerPreloadArgs(claimPreloadArgs(launch)),
           "--dg-api-address", `0.0.0.0:${API_PORT}`,
           "--dg-heartbeat-period", String(launch.heartbeatPeriod),
           "--dg-adaptive-period", String(launch.adaptivePeriod),
           "--dg-idle-timeout", String(launch.idleTimeout),
         ],
         Env: [
-          ...commonEnv(launch),
+          ...commonEnv(launch, mounts),
           `DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__CERT=${secretPath("cert")}`,
           `DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY=${secretPath("key")}`,
         ],
         Secrets: secretRefs(secretIds, launch.name),
         Labels: clusterLabels(settings.gatewayId, launch.name, launch.user),
+        Mounts: dockerMounts(settings.gatewayId, mounts),
       },
       // Never restarted: a new scheduler would have lost every task and answer at a new address. The gateway
       // fails the cluster instead, with the task's own error as the reason.
@@ -130,6 +155,7 @@ export function schedulerServiceSpec(settings: SwarmSettings, launch: SchedulerL
 /** One worker service, pinned to one node by id, with reservations matching what it advertises to Dask. */
 export function workerServiceSpec(settings: SwarmSettings, launch: WorkerLaunch, secretIds: Record<SecretKind, string>, nodeId: string, image: string) {
   const c = launch.cluster;
+  const mounts = mountsFor(c.mounts, c.user, "worker");
   return {
     Name: workerServiceName(c.name, launch.workerName),
     Labels: { ...clusterLabels(settings.gatewayId, c.name, c.user), [LABEL.role]: "worker", [LABEL.worker]: launch.workerName },
@@ -144,16 +170,18 @@ export function workerServiceSpec(settings: SwarmSettings, launch: WorkerLaunch,
           "--nthreads", String(launch.workerThreads),
           "--memory-limit", String(launch.workerMemoryBytes),
           "--dashboard-address", `:${DASHBOARD_PORT}`,
+          "--resources", daskResources(launch),
         ],
         Env: [
-          ...commonEnv(c),
+          ...commonEnv(c, mounts),
           `DASK_DISTRIBUTED__COMM__TLS__WORKER__CERT=${secretPath("cert")}`,
           `DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY=${secretPath("key")}`,
         ],
         Secrets: secretRefs(secretIds, c.name),
         Labels: clusterLabels(settings.gatewayId, c.name, c.user),
+        Mounts: dockerMounts(settings.gatewayId, mounts),
       },
-      ...taskRules(settings, launch.workerCores, launch.workerMemoryBytes, [`node.id==${nodeId}`]),
+      ...taskRules(settings, launch.workerCores, launch.workerMemoryBytes, [`node.id==${nodeId}`], BOUNDED_RESTARTS, c.workerResources),
     },
     ...singleTask,
   };

@@ -9,7 +9,34 @@ export interface SwarmNode {
   ID: string;
   Spec?: { Availability?: string; Labels?: Record<string, string>; Role?: string };
   Status?: { State?: string };
-  Description?: { Hostname?: string; Resources?: { NanoCPUs?: number; MemoryBytes?: number } };
+  Description?: { Hostname?: string; Resources?: { NanoCPUs?: number; MemoryBytes?: number; GenericResources?: GenericResource[] } };
+}
+
+/** A node's generic resource, as its engine's `node-generic-resources` declares it: a count, or one named unit. */
+export interface GenericResource {
+  DiscreteResourceSpec?: { Kind?: string; Value?: number };
+  NamedResourceSpec?: { Kind?: string; Value?: string };
+}
+
+/** How many units of each generic resource kind a node offers. */
+export function genericResources(node: SwarmNode): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const r of node.Description?.Resources?.GenericResources ?? []) {
+    const kind = r.DiscreteResourceSpec?.Kind ?? r.NamedResourceSpec?.Kind;
+    if (!kind) continue;
+    counts.set(kind, (counts.get(kind) ?? 0) + (r.DiscreteResourceSpec ? Number(r.DiscreteResourceSpec.Value ?? 0) : 1));
+  }
+  return counts;
+}
+
+/** The nodes that offer every generic resource a worker asks for, as many as it asks. */
+export function nodesOffering(nodes: SwarmNode[], wanted: Record<string, number>): SwarmNode[] {
+  const kinds = Object.entries(wanted);
+  if (kinds.length === 0) return nodes;
+  return nodes.filter((n) => {
+    const offered = genericResources(n);
+    return kinds.every(([kind, count]) => (offered.get(kind) ?? 0) >= count);
+  });
 }
 
 const GIB = 1024 ** 3;

@@ -13,7 +13,9 @@ import {
   type SecretKind, type SwarmSettings,
 } from "./docker-objects.js";
 import { NodeAvoidance } from "./node-avoidance.js";
-import { eligibleNodes, pickNode, placementCapacity, sizeWorker, type SwarmNode } from "./placement.js";
+import { eligibleNodes, genericResources, nodesOffering, pickNode, placementCapacity, sizeWorker, type SwarmNode } from "./placement.js";
+import { describeResources } from "../resources.js";
+import { missingDaskReason, stackExitReason } from "../stack-preload.js";
 import { parseRegistry, readRegistryAuth, resolveImage, type RegistryAuth } from "./images.js";
 import { recordsKey, swarmRecordStore } from "./record-store.js";
 import { taskOutcome } from "./task-outcome.js";
@@ -76,10 +78,15 @@ export class SwarmBackend implements Backend {
 
   /** Pins the cluster's image first: its workers, started later on any node, run the very same bits. */
   async startCluster(launch: SchedulerLaunch): Promise<BackendState> {
+    await this.checkResourcesOffered(launch.workerResources);
     const image = await resolveImage(this.docker, launch.image ?? this.settings.image, this.registry, this.registryAuth);
     const secretIds = await this.createSecrets(launch);
     const service = await this.createService(schedulerServiceSpec(this.settings, launch, secretIds, image));
-    await this.waitForTask(service.id, "scheduler");
+    try {
+      await this.waitForTask(service.id, "scheduler");
+    } catch (err) {
+      throw new BackendError(explainStack((err as Error).message, image));
+    }
     return { serviceId: service.id, image };
   }
 
@@ -103,7 +110,8 @@ export class SwarmBackend implements Backend {
     const cluster = launch.cluster.name;
     const start = async () => {
       const avoided = new Set(this.avoidance.avoided(cluster).map((a) => a.nodeId));
-      const node = pickNode(await this.eligibleNodes(), await this.workersPerNode(cluster), this.config.workersPerNode, avoided);
+      const nodes = nodesOffering(await this.eligibleNodes(), launch.cluster.workerResources);
+      const node = pickNode(nodes, await this.workersPerNode(cluster), this.config.workersPerNode, avoided);
       if (!node) throw new BackendError("no eligible swarm node has room for another worker of this cluster");
       const sized = sizeWorker(node, launch, this.config.reservedCores, this.config.reservedMemoryGiB);
       const secretIds = await this.secretIds(cluster);
@@ -141,7 +149,9 @@ export class SwarmBackend implements Backend {
   }
 
   async checkCluster(_launch: SchedulerLaunch, state: BackendState): Promise<string | null> {
-    return typeof state.serviceId === "string" ? this.serviceDeath(state.serviceId, "scheduler") : null;
+    if (typeof state.serviceId !== "string") return null;
+    const death = await this.serviceDeath(state.serviceId, "scheduler");
+    return death === null ? null : explainStack(death, typeof state.image === "string" ? state.image : this.settings.image);
   }
 
   async checkWorker(_launch: WorkerLaunch, state: BackendState): Promise<string | null> {
@@ -153,7 +163,26 @@ export class SwarmBackend implements Backend {
     const avoided = this.avoidance.avoided(launch.name);
     const used = avoided.length > 0 ? await this.workersPerNode(launch.name) : new Map<string, number>();
     const { nodes, waiting } = await this.placeableNodes();
-    return placementCapacity([...nodes, ...waiting], this.config.workersPerNode, avoided, used, waiting, this.failureLimit);
+    const wanted = launch.workerResources;
+    const [offering, waitingOffering] = [nodesOffering(nodes, wanted), nodesOffering(waiting, wanted)];
+    const capacity = placementCapacity([...offering, ...waitingOffering], this.config.workersPerNode, avoided, used, waitingOffering, this.failureLimit);
+    return Object.keys(wanted).length === 0 ? capacity : { ...capacity, why: `${capacity.why} (eligible: the nodes offering ${describeResources(wanted)})` };
+  }
+
+  /** A worker asking for more generic resources (GPUs...) than any node offers could never start: refused at once. */
+  private async checkResourcesOffered(wanted: Record<string, number>): Promise<void> {
+    if (Object.keys(wanted).length === 0) return;
+    const { nodes, waiting } = await this.placeableNodes();
+    const all = [...nodes, ...waiting];
+    if (nodesOffering(all, wanted).length > 0) return;
+    const most = Object.keys(wanted).map((kind) => {
+      const best = all.reduce<{ n: number; host: string }>((b, node) => {
+        const n = genericResources(node).get(kind) ?? 0;
+        return n > b.n ? { n, host: node.Description?.Hostname ?? node.ID } : b;
+      }, { n: 0, host: "" });
+      return best.n > 0 ? `${kind}: at most ${best.n} (${best.host})` : `${kind}: none`;
+    });
+    throw new BackendError(`each worker asks for ${describeResources(wanted)}, more than any eligible swarm node offers (${most.join("; ")}); nodes declare generic resources with the engine's node-generic-resources setting`);
   }
 
   /** The default image, the registry it is resolved in, the network and the placement of schedulers. */
@@ -307,6 +336,13 @@ interface Task {
   UpdatedAt?: string;
   NodeID?: string;
   Status?: { State?: string; Err?: string; Message?: string };
+}
+
+/** A scheduler's failure in the words of the stack check (backends/stack-preload.ts), when it is the check's. */
+function explainStack(reason: string, image: string): string {
+  const exit = /non-zero exit \((\d+)\)/.exec(reason);
+  const stack = exit ? stackExitReason(Number(exit[1]), `the image ${image}`) : missingDaskReason(reason, `the image ${image}`);
+  return stack ? `${stack} [${reason}]` : reason;
 }
 
 /** The image pinned when the scheduler started; clusters recorded before images were pinned use the default. */

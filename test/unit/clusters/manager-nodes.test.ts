@@ -93,7 +93,7 @@ async function schedulerApi(): Promise<{ address: string; messages: unknown[] }>
     let body = "";
     req.on("data", (chunk: Buffer) => (body += chunk.toString()));
     req.on("end", () => {
-      messages.push(JSON.parse(body));
+      if (req.method === "POST") messages.push(JSON.parse(body));
       res.end("{}");
     });
   });

@@ -20,7 +20,7 @@ const alice = { name: "alice", admin: false };
 const LAUNCH: SchedulerLaunch = {
   name: "c1", user: "alice", token: "t1", tlsCert: "cert1", tlsKey: "key1", apiUrl: "http://gw:8000/api",
   heartbeatPeriod: 15, adaptivePeriod: 3, idleTimeout: 3600, schedulerCores: 1, schedulerMemoryBytes: 2 * 1024 ** 3,
-  environment: { A: "1", B: "2" }, image: null,
+  environment: { A: "1", B: "2" }, image: null, mounts: [], workerResources: {},
 };
 
 describe("the pool key", () => {

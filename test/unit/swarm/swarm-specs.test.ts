@@ -8,7 +8,7 @@ import { eligibleNodes, pickNode, placementCapacity, sizeWorker, type SwarmNode 
 const settings = { gatewayId: "g1", image: "img", networkId: "net", schedulerConstraints: ["node.role==manager"] };
 const launch: SchedulerLaunch = {
   name: "c1", user: "alice", token: "TOKEN-SECRET", tlsCert: "CERT", tlsKey: "KEY-SECRET", apiUrl: "http://gateway:8000/api",
-  heartbeatPeriod: 15, adaptivePeriod: 3, idleTimeout: 0, schedulerCores: 1, schedulerMemoryBytes: 2 ** 30, environment: { A: "b" }, image: null,
+  heartbeatPeriod: 15, adaptivePeriod: 3, idleTimeout: 0, schedulerCores: 1, schedulerMemoryBytes: 2 ** 30, environment: { A: "b" }, image: null, mounts: [], workerResources: {},
 };
 const ids = { cert: "i1", key: "i2", token: "i3" };
 const node = (id: string, state = "ready", availability = "active", labels: Record<string, string> = {}, cpus = 8, mem = 16 * 2 ** 30): SwarmNode => ({
