@@ -20,6 +20,10 @@
 # stand-in, `scripts/registry.sh image`), or the images in $DGW_NODE_IMAGES, is loaded into each node before it
 # joins (`docker save | docker exec -i NODE docker load`, skipped when the node already has the same image ID).
 # Each node gets the swarm node labels dgw.dind=true and dgw.node=<name>.
+# Two more stand-ins for what real machines have: every node mounts the host directory $DGW_NODE_SHARED (default
+# /srv/dgw-shared) at the same path, as machines mount a network file system; and the nodes listed in
+# $DGW_NODE_GENERIC (default "2:GPU=1", space-separated INDEX:KIND=N) declare generic resources, as an engine
+# configured with node-generic-resources on a machine with a GPU does. A node made with other values is replaced.
 # Take a node away in a test with `docker stop dgw-nodeK`; the next `up` replaces it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +32,8 @@ PREFIX=dgw-node
 NODE_IMAGE=dgw-node:bookworm
 MARK=dgw.swarm-node    # label on the node containers
 IMAGES=${DGW_NODE_IMAGES:-}
+SHARED=${DGW_NODE_SHARED-/srv/dgw-shared}
+GENERIC=${DGW_NODE_GENERIC-2:GPU=1}
 WAIT=${DGW_NODE_WAIT:-60}
 
 log() { echo "swarm-nodes: $*" >&2; }
@@ -110,15 +116,30 @@ load_images() {
   log "$name: loaded in $((SECONDS - t0)) s"
 }
 
+# The dockerd flags of a node: its generic resources from $GENERIC.
+node_flags() {
+  local idx=${1#"$PREFIX"} entry
+  for entry in $GENERIC; do
+    [ "${entry%%:*}" = "$idx" ] && printf -- '--node-generic-resource %s ' "${entry#*:}"
+  done
+  return 0
+}
+
+# What a node container was made with; a node whose label differs is replaced.
+node_config() { echo "shared=$SHARED;flags=$(node_flags "$1")"; }
+
 make_node() {
   local name=$1 manager=$2 token=$3 ip node_id
+  local -a shared=()
   log "$name: starting"
-  docker run -d --name "$name" --hostname "$name" --label "$MARK=1" \
+  if [ -n "$SHARED" ]; then mkdir -p "$SHARED"; shared=(-v "$SHARED:$SHARED"); fi
+  # shellcheck disable=SC2046  # node_flags prints separate words on purpose
+  docker run -d --name "$name" --hostname "$name" --label "$MARK=1" --label "dgw.node-config=$(node_config "$name")" "${shared[@]}" \
     --cap-add ALL --cap-drop SYS_RESOURCE \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup \
     --tmpfs /var/lib/docker:exec \
-    "$NODE_IMAGE" tini -- dockerd --host unix:///var/run/docker.sock --storage-driver vfs >/dev/null
+    "$NODE_IMAGE" tini -- dockerd --host unix:///var/run/docker.sock --storage-driver vfs $(node_flags "$name") >/dev/null
   wait_for "the engine in $name" docker exec "$name" docker info
   load_images "$name"
   ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$name")
@@ -159,11 +180,12 @@ cmd_up() {
       id=$(docker exec "$name" docker info --format '{{.Swarm.NodeID}}' 2>/dev/null || true)
       state=""
       [ -z "$id" ] || state=$(docker node inspect -f '{{.Status.State}}' "$id" 2>/dev/null || true)
-      if [ "$(inner_state "$name")" = active ] && [ "$state" = ready ]; then
+      if [ "$(docker inspect -f '{{index .Config.Labels "dgw.node-config"}}' "$name")" = "$(node_config "$name")" ] \
+         && [ "$(inner_state "$name")" = active ] && [ "$state" = ready ]; then
         load_images "$name"
         continue
       fi
-      log "$name: not a ready swarm node; replacing it"
+      log "$name: not a ready swarm node made with these settings; replacing it"
       remove_node "$name"
     fi
     make_node "$name" "$manager" "$token"

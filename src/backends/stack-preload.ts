@@ -64,12 +64,17 @@ export function schedulerPreloadArgs(claimArgs: string[]): string[] {
   return ["--preload", STACK_CHECK_PRELOAD, "--preload", "dask_gateway.scheduler_preload", ...claimArgs, "--preload", VERSIONS_PRELOAD];
 }
 
+/** What an init process (the containers' tini) exits with when it cannot find the command. */
+const COMMAND_NOT_FOUND = 127;
+
 /** Why a scheduler that exited with `code` cannot run in its stack, or null when the code is not the check's. */
 export function stackExitReason(code: number, stack: string): string | null {
+  if (code === COMMAND_NOT_FOUND) return noDask(stack, `exit code ${code}: command not found`);
   if (code <= EXIT_BASE || code >= EXIT_BASE + 64) return null;
   const bits = code - EXIT_BASE;
   const missing = PACKAGES.filter((_, i) => bits & (1 << i));
   const old = PACKAGES.filter((_, i) => bits & (8 << i));
+  if (missing.some((p) => old.includes(p))) return null; // not a code the check makes
   const parts = [
     ...(missing.length ? [`it lacks ${missing.join(", ")}`] : []),
     ...(old.length ? [`its ${old.join(", ")} ${old.length === 1 ? "is" : "are"} older than ${old.map((p) => `${p} ${MINIMUM_VERSIONS[p]}`).join(", ")}`] : []),
@@ -79,8 +84,9 @@ export function stackExitReason(code: number, stack: string): string | null {
 
 /** Why a stack could not even start `dask` (the engine's or the system's error), or null for other errors. */
 export function missingDaskReason(error: string, stack: string): string | null {
-  if (/executable file not found|no such file or directory|ENOENT/i.test(error) && /dask/.test(error)) {
-    return `${stack} has no 'dask' command: a cluster's image needs dask, distributed and dask-gateway (${error})`;
-  }
-  return null;
+  return /executable file not found|no such file or directory|ENOENT/i.test(error) && /dask/.test(error) ? noDask(stack, error) : null;
+}
+
+function noDask(stack: string, detail: string): string {
+  return `${stack} has no 'dask' command: a cluster's image needs dask, distributed and dask-gateway (${detail})`;
 }

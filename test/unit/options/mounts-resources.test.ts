@@ -152,6 +152,8 @@ describe("the stack check", () => {
     expect(stackExitReason(64 + 8 + 16, "the image x")).toContain(`its dask, distributed are older than dask ${MINIMUM_VERSIONS.dask}, distributed ${MINIMUM_VERSIONS.distributed}`);
     expect(stackExitReason(1, "x")).toBeNull();
     expect(stackExitReason(64, "x")).toBeNull();
+    expect(stackExitReason(64 + 1 + 8, "x")).toBeNull(); // missing and too old at once: not the check's
+    expect(stackExitReason(127, "the image z")).toMatch(/^the image z has no 'dask' command/);
     expect(missingDaskReason('task rejected: starting container failed: exec: "dask": executable file not found in $PATH', "the image y")).toMatch(/^the image y has no 'dask' command/);
     expect(missingDaskReason("task failed: non-zero exit (1)", "y")).toBeNull();
   });
