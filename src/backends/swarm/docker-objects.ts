@@ -7,6 +7,7 @@ import { claimPreloadArgs } from "../pool-preload.js";
 import { mountEnvName, mountsFor, type MountDefinition } from "../../options/mounts.js";
 import { daskResources } from "../resources.js";
 import { schedulerPreloadArgs } from "../stack-preload.js";
+import { resourcesLabel } from "./placement.js";
 
 export const LABEL = {
   gateway: "dask-gateway.gateway",
@@ -14,6 +15,8 @@ export const LABEL = {
   user: "dask-gateway.user",
   role: "dask-gateway.role",
   worker: "dask-gateway.worker",
+  /** The generic resources (GPU...) a worker holds on its node, as `GPU=1`: the gateway's own accounting. */
+  resources: "dask-gateway.resources",
 } as const;
 
 export const SCHEDULER_PORT = 8786;
@@ -100,13 +103,9 @@ const singleTask = { Mode: { Replicated: { Replicas: 1 } }, EndpointSpec: { Mode
 const BOUNDED_RESTARTS = { Condition: "on-failure", MaxAttempts: 2, Delay: 2_000_000_000 };
 
 /** Reservations matching what the process is told it has, bounded restarts, placement and network. */
-function taskRules(settings: SwarmSettings, cores: number, memoryBytes: number, constraints: string[], restart: object = BOUNDED_RESTARTS, generic: Record<string, number> = {}) {
-  const genericResources = Object.entries(generic).map(([Kind, Value]) => ({ DiscreteResourceSpec: { Kind, Value } }));
+function taskRules(settings: SwarmSettings, cores: number, memoryBytes: number, constraints: string[], restart: object = BOUNDED_RESTARTS) {
   return {
-    Resources: {
-      Reservations: { NanoCPUs: Math.round(cores * 1e9), MemoryBytes: memoryBytes, ...(genericResources.length ? { GenericResources: genericResources } : {}) },
-      Limits: { MemoryBytes: memoryBytes },
-    },
+    Resources: { Reservations: { NanoCPUs: Math.round(cores * 1e9), MemoryBytes: memoryBytes }, Limits: { MemoryBytes: memoryBytes } },
     RestartPolicy: restart,
     Placement: { Constraints: constraints },
     Networks: [{ Target: settings.networkId }],
@@ -152,13 +151,21 @@ export function schedulerServiceSpec(settings: SwarmSettings, launch: SchedulerL
   };
 }
 
-/** One worker service, pinned to one node by id, with reservations matching what it advertises to Dask. */
+/**
+ * One worker service, pinned to one node by id, with reservations matching what it advertises to Dask. Generic
+ * resources (GPUs) are not Swarm reservations but a label the gateway counts (placement.ts): Swarm's constraint
+ * enforcer rejects a running task that holds a node's last unit of a generic resource whenever that node is updated
+ * (moby/swarmkit's HasResource check), which would kill GPU workers at the next `docker node update`.
+ */
 export function workerServiceSpec(settings: SwarmSettings, launch: WorkerLaunch, secretIds: Record<SecretKind, string>, nodeId: string, image: string) {
   const c = launch.cluster;
   const mounts = mountsFor(c.mounts, c.user, "worker");
   return {
     Name: workerServiceName(c.name, launch.workerName),
-    Labels: { ...clusterLabels(settings.gatewayId, c.name, c.user), [LABEL.role]: "worker", [LABEL.worker]: launch.workerName },
+    Labels: {
+      ...clusterLabels(settings.gatewayId, c.name, c.user), [LABEL.role]: "worker", [LABEL.worker]: launch.workerName,
+      ...(Object.keys(c.workerResources).length ? { [LABEL.resources]: resourcesLabel(c.workerResources) } : {}),
+    },
     TaskTemplate: {
       ContainerSpec: {
         Image: image,
@@ -181,7 +188,7 @@ export function workerServiceSpec(settings: SwarmSettings, launch: WorkerLaunch,
         Labels: clusterLabels(settings.gatewayId, c.name, c.user),
         Mounts: dockerMounts(settings.gatewayId, mounts),
       },
-      ...taskRules(settings, launch.workerCores, launch.workerMemoryBytes, [`node.id==${nodeId}`], BOUNDED_RESTARTS, c.workerResources),
+      ...taskRules(settings, launch.workerCores, launch.workerMemoryBytes, [`node.id==${nodeId}`]),
     },
     ...singleTask,
   };

@@ -29,14 +29,39 @@ export function genericResources(node: SwarmNode): Map<string, number> {
   return counts;
 }
 
-/** The nodes that offer every generic resource a worker asks for, as many as it asks. */
-export function nodesOffering(nodes: SwarmNode[], wanted: Record<string, number>): SwarmNode[] {
+/** Units of generic resources held by workers, per node id and kind. */
+export type ResourcesHeld = Map<string, Map<string, number>>;
+
+/**
+ * The nodes that offer every generic resource a worker asks for, as many as it asks, beyond the units `held` by
+ * workers already there (none given: what the nodes offer in all).
+ */
+export function nodesOffering(nodes: SwarmNode[], wanted: Record<string, number>, held: ResourcesHeld = new Map()): SwarmNode[] {
   const kinds = Object.entries(wanted);
   if (kinds.length === 0) return nodes;
   return nodes.filter((n) => {
     const offered = genericResources(n);
-    return kinds.every(([kind, count]) => (offered.get(kind) ?? 0) >= count);
+    return kinds.every(([kind, count]) => (offered.get(kind) ?? 0) - (held.get(n.ID)?.get(kind) ?? 0) >= count);
   });
+}
+
+/** Generic resources as a service label value (`GPU=1,FPGA=2`), and back. */
+export function resourcesLabel(resources: Record<string, number>): string {
+  return Object.entries(resources).map(([kind, n]) => `${kind}=${n}`).join(",");
+}
+
+/** Adds up the units that workers (node id and label value) hold on each node. */
+export function resourcesHeld(workers: ReadonlyArray<{ node: string; label: string | undefined }>): ResourcesHeld {
+  const held: ResourcesHeld = new Map();
+  for (const { node, label } of workers) {
+    for (const part of (label ?? "").split(",").filter(Boolean)) {
+      const [kind, n] = part.split("=", 2);
+      const kinds = held.get(node) ?? new Map<string, number>();
+      kinds.set(kind!, (kinds.get(kind!) ?? 0) + (Number(n) || 0));
+      held.set(node, kinds);
+    }
+  }
+  return held;
 }
 
 const GIB = 1024 ** 3;
@@ -111,4 +136,23 @@ export function sizeWorker(node: SwarmNode, launch: WorkerLaunch, reservedCores:
     workerThreads: cpus > 0 ? Math.min(launch.workerThreads, freeCores) : launch.workerThreads,
     workerMemoryBytes: memory > 0 ? Math.min(launch.workerMemoryBytes, freeMemory) : launch.workerMemoryBytes,
   };
+}
+
+/**
+ * How many of a cluster's workers the nodes offering its generic resources can hold now, beside the units other
+ * workers hold; null when that is all of them. `own`: this cluster's workers per node (their units are in `held`).
+ */
+export function resourcesNow(nodes: SwarmNode[], perNode: number, wanted: Record<string, number>, held: ResourcesHeld, own: Map<string, number>): { workers: number; why: string } | null {
+  const kinds = Object.entries(wanted);
+  if (kinds.length === 0) return null;
+  const busy: string[] = [];
+  let workers = 0;
+  for (const node of nodes) {
+    const offered = genericResources(node);
+    const extra = Math.min(...kinds.map(([kind, n]) => Math.floor(((offered.get(kind) ?? 0) - (held.get(node.ID)?.get(kind) ?? 0)) / n)));
+    const here = Math.min(perNode, (own.get(node.ID) ?? 0) + Math.max(0, extra));
+    if (here < perNode) busy.push(`${node.Description?.Hostname ?? node.ID} (${kinds.map(([kind]) => `${kind} ${held.get(node.ID)?.get(kind) ?? 0} of ${offered.get(kind) ?? 0} held`).join(", ")})`);
+    workers += here;
+  }
+  return busy.length === 0 ? null : { workers, why: `the generic resources of ${busy.join(", ")} are held by other workers` };
 }

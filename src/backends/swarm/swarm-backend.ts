@@ -13,7 +13,10 @@ import {
   type SecretKind, type SwarmSettings,
 } from "./docker-objects.js";
 import { NodeAvoidance } from "./node-avoidance.js";
-import { eligibleNodes, genericResources, nodesOffering, pickNode, placementCapacity, sizeWorker, type SwarmNode } from "./placement.js";
+import {
+  eligibleNodes, genericResources, nodesOffering, pickNode, placementCapacity, resourcesHeld, resourcesNow, sizeWorker,
+  type ResourcesHeld, type SwarmNode,
+} from "./placement.js";
 import { describeResources } from "../resources.js";
 import { missingDaskReason, stackExitReason } from "../stack-preload.js";
 import { parseRegistry, readRegistryAuth, resolveImage, type RegistryAuth } from "./images.js";
@@ -23,6 +26,8 @@ import { taskOutcome } from "./task-outcome.js";
 const TASK_POLL_MS = 500;
 /** Services of the swarm's own registry carry this label (docker/registry.yml). */
 const REGISTRY_LABEL = "dask-gateway.registry";
+/** The serialization key of placements of workers that hold generic resources (one at a time, swarm-wide). */
+const GENERIC_PLACEMENT = "\0generic-resources";
 const ENDED_STATES = new Set(["failed", "rejected", "orphaned", "shutdown", "complete", "remove"]);
 
 export class SwarmBackend implements Backend {
@@ -108,17 +113,23 @@ export class SwarmBackend implements Backend {
   /** Starts a worker on a node the cluster does not avoid; rejects with a NodeError when that node cannot run it. */
   async startWorker(launch: WorkerLaunch): Promise<BackendState> {
     const cluster = launch.cluster.name;
+    const wanted = launch.cluster.workerResources;
     const start = async () => {
       const avoided = new Set(this.avoidance.avoided(cluster).map((a) => a.nodeId));
-      const nodes = nodesOffering(await this.eligibleNodes(), launch.cluster.workerResources);
-      const node = pickNode(nodes, await this.workersPerNode(cluster), this.config.workersPerNode, avoided);
-      if (!node) throw new BackendError("no eligible swarm node has room for another worker of this cluster");
+      const { own, held } = await this.workerUsage(cluster);
+      const nodes = nodesOffering(await this.eligibleNodes(), wanted, held);
+      const node = pickNode(nodes, own, this.config.workersPerNode, avoided);
+      if (!node) {
+        const why = Object.keys(wanted).length ? `, or offers ${describeResources(wanted)} that other workers do not hold` : "";
+        throw new BackendError(`no eligible swarm node has room for another worker of this cluster${why}`);
+      }
       const sized = sizeWorker(node, launch, this.config.reservedCores, this.config.reservedMemoryGiB);
       const secretIds = await this.secretIds(cluster);
       const spec = workerServiceSpec(this.settings, sized, secretIds, node.ID, clusterImage(launch, this.settings.image));
       return { node, serviceId: (await this.createService(spec)).id };
     };
-    const { node, serviceId } = await this.serialized(cluster, start);
+    // Workers that hold generic resources are placed one at a time across clusters: the gateway counts the units.
+    const { node, serviceId } = await this.serialized(Object.keys(wanted).length ? GENERIC_PLACEMENT : cluster, start);
     await this.waitForTask(serviceId, "worker", { cluster, node });
     this.avoidance.succeeded(cluster, node.ID);
     return { serviceId };
@@ -161,12 +172,17 @@ export class SwarmBackend implements Backend {
   /** At most one worker per eligible node (or `workers_per_node`); fewer now on nodes avoided or not able to pull yet. */
   async capacity(launch: SchedulerLaunch): Promise<Capacity> {
     const avoided = this.avoidance.avoided(launch.name);
-    const used = avoided.length > 0 ? await this.workersPerNode(launch.name) : new Map<string, number>();
-    const { nodes, waiting } = await this.placeableNodes();
     const wanted = launch.workerResources;
+    const generic = Object.keys(wanted).length > 0;
+    const usage = avoided.length > 0 || generic ? await this.workerUsage(launch.name) : { own: new Map<string, number>(), held: new Map() };
+    const { nodes, waiting } = await this.placeableNodes();
     const [offering, waitingOffering] = [nodesOffering(nodes, wanted), nodesOffering(waiting, wanted)];
-    const capacity = placementCapacity([...offering, ...waitingOffering], this.config.workersPerNode, avoided, used, waitingOffering, this.failureLimit);
-    return Object.keys(wanted).length === 0 ? capacity : { ...capacity, why: `${capacity.why} (eligible: the nodes offering ${describeResources(wanted)})` };
+    const capacity = placementCapacity([...offering, ...waitingOffering], this.config.workersPerNode, avoided, usage.own, waitingOffering, this.failureLimit);
+    if (!generic) return capacity;
+    const withWhy = { ...capacity, why: `${capacity.why} (eligible: the nodes offering ${describeResources(wanted)})` };
+    const held = resourcesNow(offering, this.config.workersPerNode, wanted, usage.held, usage.own);
+    if (!held || (capacity.now && capacity.now.workers <= held.workers)) return withWhy;
+    return { ...withWhy, now: capacity.now ? { workers: held.workers, why: `${capacity.now.why}; ${held.why}` } : held };
   }
 
   /** A worker asking for more generic resources (GPUs...) than any node offers could never start: refused at once. */
@@ -229,17 +245,25 @@ export class SwarmBackend implements Backend {
     return { nodes: nodes.filter((n) => serving.has(n.ID)), waiting: nodes.filter((n) => !serving.has(n.ID)) };
   }
 
-  /** Node id → number of this cluster's worker services pinned there. */
-  private async workersPerNode(cluster: string): Promise<Map<string, number>> {
-    const services = await this.docker.listServices({ filters: { label: [...this.clusterFilter(cluster), `${LABEL.role}=worker`] } });
-    const counts = new Map<string, number>();
+  /**
+   * This cluster's workers per node id, and the generic resources that the workers of every cluster (of every
+   * gateway on the swarm) hold per node.
+   */
+  private async workerUsage(cluster: string): Promise<{ own: Map<string, number>; held: ResourcesHeld }> {
+    const services = await this.docker.listServices({ filters: { label: [`${LABEL.role}=worker`] } });
+    const own = new Map<string, number>();
+    const workers: Array<{ node: string; label: string | undefined }> = [];
     for (const s of services) {
       const pin = s.Spec?.TaskTemplate && "Placement" in s.Spec.TaskTemplate
         ? (s.Spec.TaskTemplate as { Placement?: { Constraints?: string[] } }).Placement?.Constraints?.find((c) => c.startsWith("node.id=="))
         : undefined;
-      if (pin) counts.set(pin.slice("node.id==".length), (counts.get(pin.slice("node.id==".length)) ?? 0) + 1);
+      if (!pin) continue;
+      const node = pin.slice("node.id==".length);
+      const labels = s.Spec?.Labels ?? {};
+      workers.push({ node, label: labels[LABEL.resources] });
+      if (labels[LABEL.gateway] === this.settings.gatewayId && labels[LABEL.cluster] === cluster) own.set(node, (own.get(node) ?? 0) + 1);
     }
-    return counts;
+    return { own, held: resourcesHeld(workers) };
   }
 
   private async createSecrets(launch: SchedulerLaunch): Promise<Record<SecretKind, string>> {

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { SchedulerLaunch, WorkerLaunch } from "../../../src/backends/backend.js";
 import { stackExitReason, missingDaskReason, MINIMUM_VERSIONS } from "../../../src/backends/stack-preload.js";
 import { schedulerServiceSpec, workerServiceSpec } from "../../../src/backends/swarm/docker-objects.js";
-import { nodesOffering, type SwarmNode } from "../../../src/backends/swarm/placement.js";
+import { nodesOffering, resourcesHeld, resourcesNow, type SwarmNode } from "../../../src/backends/swarm/placement.js";
 import { poolKey } from "../../../src/clusters/pool.js";
 import { resolveConfig } from "../../../src/config/config.js";
 import { loadSettings } from "../../../src/config/load.js";
@@ -114,10 +114,12 @@ describe("swarm specs with mounts and resources", () => {
     expect(spec.Env.join()).not.toContain("SCRATCH");
   });
 
-  it("reserves a worker's generic resources and advertises them to Dask with its cores and memory", () => {
+  it("labels a worker with the generic resources it holds and advertises them to Dask with its cores and memory", () => {
     const w: WorkerLaunch = { cluster: launch, clusterState: {}, workerName: "w1", schedulerAddress: "tls://s:8786", workerCores: 2, workerThreads: 2, workerMemoryBytes: 4e9 };
     const spec = workerServiceSpec(settings, w, ids, "node-a", "img");
-    expect(spec.TaskTemplate.Resources.Reservations).toEqual({ NanoCPUs: 2e9, MemoryBytes: 4e9, GenericResources: [{ DiscreteResourceSpec: { Kind: "GPU", Value: 1 } }] });
+    // Not a Swarm reservation: Swarm's constraint enforcer would reject the task at the node's next update.
+    expect(spec.TaskTemplate.Resources.Reservations).toEqual({ NanoCPUs: 2e9, MemoryBytes: 4e9 });
+    expect(spec.Labels["dask-gateway.resources"]).toBe("GPU=1");
     const cmd = spec.TaskTemplate.ContainerSpec.Command;
     expect(cmd[cmd.indexOf("--resources") + 1]).toBe("CPU=2,MEMORY=4000000000,GPU=1");
     expect(spec.TaskTemplate.ContainerSpec.Mounts.map((m) => m.Target)).toContain("/scratch");
@@ -134,6 +136,21 @@ describe("swarm specs with mounts and resources", () => {
     expect(nodesOffering(nodes, { GPU: 1 }).map((n) => n.ID)).toEqual(["one", "named"]);
     expect(nodesOffering(nodes, { GPU: 2 }).map((n) => n.ID)).toEqual(["named"]);
     expect(nodesOffering(nodes, { FPGA: 1 })).toEqual([]);
+    const held = resourcesHeld([{ node: "one", label: "GPU=1" }, { node: "named", label: "GPU=1,FPGA=1" }, { node: "none", label: undefined }]);
+    expect(nodesOffering(nodes, { GPU: 1 }, held).map((n) => n.ID)).toEqual(["named"]);
+    expect(nodesOffering(nodes, { GPU: 2 }, held)).toEqual([]);
+  });
+
+  it("counts how many workers fit now beside the units other workers hold", () => {
+    const node = (id: string, gpus: number): SwarmNode => ({ ID: id, Description: { Hostname: `host-${id}`, Resources: { GenericResources: [{ DiscreteResourceSpec: { Kind: "GPU", Value: gpus } }] } } });
+    const nodes = [node("a", 1), node("b", 2)];
+    expect(resourcesNow(nodes, 1, { GPU: 1 }, resourcesHeld([]), new Map())).toBeNull();
+    // a's GPU is held by another cluster, b has one of two free: one worker now.
+    const others = resourcesHeld([{ node: "a", label: "GPU=1" }, { node: "b", label: "GPU=1" }]);
+    expect(resourcesNow(nodes, 1, { GPU: 1 }, others, new Map())).toEqual({ workers: 1, why: "the generic resources of host-a (GPU 1 of 1 held) are held by other workers" });
+    // This cluster's own worker on a keeps its place.
+    expect(resourcesNow(nodes, 1, { GPU: 1 }, others, new Map([["a", 1]]))).toBeNull();
+    expect(resourcesNow(nodes, 1, {}, others, new Map())).toBeNull();
   });
 
   it("keeps worker-only choices out of the pool key, and clusters whose scheduler mounts a user volume out of the pool", () => {
