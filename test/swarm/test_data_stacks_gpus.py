@@ -214,7 +214,14 @@ def test_gpu_tasks_run_only_on_the_node_that_offers_a_gpu(alice, gateway_url):
             resources = client.run(lambda dask_worker: dask_worker.state.total_resources)
             assert resources[gpu_worker]["GPU"] == 1 and resources[gpu_worker]["CPU"] >= 1
             assert client.submit(lambda: "on a GPU", resources={"GPU": 1}, pure=False).result(timeout=60) == "on a GPU"
-            assert client.who_has() is not None
+            # An update of the node keeps the GPU worker (a Swarm reservation of the node's last GPU would not).
+            sh("docker", "node", "update", "--label-add", "dgw.test-probe=1", "dgw-node2")
+            try:
+                time.sleep(5)
+                assert list(client.scheduler_info()["workers"]) == [gpu_worker]
+                assert worker_nodes(cluster.name) == ["dgw-node2"]
+            finally:
+                sh("docker", "node", "update", "--label-rm", "dgw.test-probe", "dgw-node2", check=False)
     with alice.new_cluster() as plain:
         plain.scale(1)
         with plain.get_client() as client:
