@@ -4,6 +4,7 @@
  */
 import type { Capacity, WorkerLaunch } from "../backend.js";
 import type { AvoidedNode } from "./node-avoidance.js";
+import { describeResources } from "../resources.js";
 
 export interface SwarmNode {
   ID: string;
@@ -155,4 +156,17 @@ export function resourcesNow(nodes: SwarmNode[], perNode: number, wanted: Record
     workers += here;
   }
   return busy.length === 0 ? null : { workers, why: `the generic resources of ${busy.join(", ")} are held by other workers` };
+}
+
+/** Why no node could ever hold a worker that asks for these generic resources, or null when some node can. */
+export function resourcesShortfall(nodes: SwarmNode[], wanted: Record<string, number>): string | null {
+  if (nodesOffering(nodes, wanted).length > 0) return null;
+  const most = Object.keys(wanted).map((kind) => {
+    const best = nodes.reduce<{ n: number; host: string }>((b, node) => {
+      const n = genericResources(node).get(kind) ?? 0;
+      return n > b.n ? { n, host: node.Description?.Hostname ?? node.ID } : b;
+    }, { n: 0, host: "" });
+    return best.n > 0 ? `${kind}: at most ${best.n} (${best.host})` : `${kind}: none`;
+  });
+  return `each worker asks for ${describeResources(wanted)}, more than any eligible swarm node offers (${most.join("; ")}); nodes declare generic resources with the engine's node-generic-resources setting`;
 }

@@ -14,7 +14,7 @@ import {
 } from "./docker-objects.js";
 import { NodeAvoidance } from "./node-avoidance.js";
 import {
-  eligibleNodes, genericResources, nodesOffering, pickNode, placementCapacity, resourcesHeld, resourcesNow, sizeWorker,
+  eligibleNodes, nodesOffering, pickNode, placementCapacity, resourcesHeld, resourcesNow, resourcesShortfall, sizeWorker,
   type ResourcesHeld, type SwarmNode,
 } from "./placement.js";
 import { describeResources } from "../resources.js";
@@ -189,16 +189,8 @@ export class SwarmBackend implements Backend {
   private async checkResourcesOffered(wanted: Record<string, number>): Promise<void> {
     if (Object.keys(wanted).length === 0) return;
     const { nodes, waiting } = await this.placeableNodes();
-    const all = [...nodes, ...waiting];
-    if (nodesOffering(all, wanted).length > 0) return;
-    const most = Object.keys(wanted).map((kind) => {
-      const best = all.reduce<{ n: number; host: string }>((b, node) => {
-        const n = genericResources(node).get(kind) ?? 0;
-        return n > b.n ? { n, host: node.Description?.Hostname ?? node.ID } : b;
-      }, { n: 0, host: "" });
-      return best.n > 0 ? `${kind}: at most ${best.n} (${best.host})` : `${kind}: none`;
-    });
-    throw new BackendError(`each worker asks for ${describeResources(wanted)}, more than any eligible swarm node offers (${most.join("; ")}); nodes declare generic resources with the engine's node-generic-resources setting`);
+    const shortfall = resourcesShortfall([...nodes, ...waiting], wanted);
+    if (shortfall) throw new BackendError(shortfall);
   }
 
   /** The default image, the registry it is resolved in, the network and the placement of schedulers. */

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { SchedulerLaunch, WorkerLaunch } from "../../../src/backends/backend.js";
 import { stackExitReason, missingDaskReason, MINIMUM_VERSIONS } from "../../../src/backends/stack-preload.js";
 import { schedulerServiceSpec, workerServiceSpec } from "../../../src/backends/swarm/docker-objects.js";
-import { nodesOffering, resourcesHeld, resourcesNow, type SwarmNode } from "../../../src/backends/swarm/placement.js";
+import { nodesOffering, resourcesHeld, resourcesNow, resourcesShortfall, type SwarmNode } from "../../../src/backends/swarm/placement.js";
 import { poolKey } from "../../../src/clusters/pool.js";
 import { resolveConfig } from "../../../src/config/config.js";
 import { loadSettings } from "../../../src/config/load.js";
@@ -151,6 +151,8 @@ describe("swarm specs with mounts and resources", () => {
     // This cluster's own worker on a keeps its place.
     expect(resourcesNow(nodes, 1, { GPU: 1 }, others, new Map([["a", 1]]))).toBeNull();
     expect(resourcesNow(nodes, 1, {}, others, new Map())).toBeNull();
+    expect(resourcesShortfall(nodes, { GPU: 2 })).toBeNull();
+    expect(resourcesShortfall(nodes, { GPU: 3, FPGA: 1 })).toBe("each worker asks for GPU=3, FPGA=1, more than any eligible swarm node offers (GPU: at most 2 (host-b); FPGA: none); nodes declare generic resources with the engine's node-generic-resources setting");
   });
 
   it("keeps worker-only choices out of the pool key, and clusters whose scheduler mounts a user volume out of the pool", () => {
