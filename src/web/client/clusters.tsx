@@ -48,7 +48,7 @@ export function ClusterTable(props: { live: ReturnType<typeof useLiveClusters>; 
                 <th scope="col">Name</th>
                 {props.showUser && <th scope="col">User</th>}
                 <th scope="col">Status</th>
-                <th scope="col">Workers</th>
+                <th scope="col">Workers <span class="sub">live of requested</span></th>
                 <th scope="col">Cores</th>
                 <th scope="col">Memory</th>
                 <th scope="col">Options</th>
@@ -75,11 +75,14 @@ function Row(props: { c: UiCluster; now: number; showUser: boolean }) {
     <tr data-cluster={c.name}>
       <td data-label="Name"><a href={`#/clusters/${c.name}`} title={c.name}><code>{shortName(c.name)}</code></a></td>
       {props.showUser && <td data-label="User">{c.user}</td>}
-      <td data-label="Status"><StatusBadge status={c.status} />{c.reason && c.status !== "RUNNING" && <span class="reason" title={c.reason}>{c.reason}</span>}</td>
+      <td data-label="Status">
+        <span><StatusBadge status={c.status} />{c.reason && c.status !== "RUNNING" && <span class="reason" title={c.reason}>{c.reason}</span>}</span>
+      </td>
       <td data-label="Workers" class="workers">
-        <span class="connected">{c.workers.connected}</span>
-        {" / "}{c.workers.requested}
-        {c.workers.starting > 0 && <span class="muted"> ({c.workers.starting} starting)</span>}
+        <span title={`${c.workers.connected} connected to the scheduler, ${c.workers.requested} requested`}>
+          <span class="connected">{c.workers.connected}</span> of {c.workers.requested}
+          {c.workers.starting > 0 && <span class="muted"> ({c.workers.starting} starting)</span>}
+        </span>
       </td>
       <td data-label="Cores">{formatCores(c.cores)}</td>
       <td data-label="Memory">{formatBytes(c.memoryBytes)}</td>

@@ -38,7 +38,7 @@ export function ClusterDetails(props: { name: string; user: SessionUser }) {
   return (
     <section aria-labelledby="details-title">
       <p class="crumbs"><a href="#/">My clusters</a> › cluster</p>
-      <div class="heading">
+      <div class="heading start">
         <h1 id="details-title">Cluster <code class="name">{c.name}</code></h1>
         <StatusBadge status={c.status} />
       </div>
@@ -51,8 +51,8 @@ export function ClusterDetails(props: { name: string; user: SessionUser }) {
       <dl class="facts">
         <dt>Owner</dt><dd>{c.user}</dd>
         <dt>Workers</dt><dd><span class="connected" data-testid="workers-connected">{c.workers.connected}</span> connected of {c.workers.requested} requested{c.workers.starting ? `, ${c.workers.starting} starting` : ""}</dd>
-        <dt>Cores</dt><dd>{formatCores(c.cores)} ({formatCores(c.workerCores)} per worker)</dd>
-        <dt>Memory</dt><dd>{formatBytes(c.memoryBytes)} ({formatBytes(c.workerMemoryBytes)} per worker)</dd>
+        <dt>Cores</dt><dd>{formatCores(c.cores)} (the scheduler's and {formatCores(c.workerCores)} per connected worker)</dd>
+        <dt>Memory</dt><dd>{formatBytes(c.memoryBytes)} (the scheduler's and {formatBytes(c.workerMemoryBytes)} per connected worker)</dd>
         <dt>Options</dt><dd class="options">{formatOptions(c.options) || "defaults"}</dd>
         <dt>Created</dt><dd>{formatTime(c.createdAt)}</dd>
         <dt>{c.stopTime ? "Ran for" : "Uptime"}</dt><dd>{formatDuration((c.stopTime ?? now) - c.createdAt)}</dd>
