@@ -38,7 +38,8 @@ export function webMiddleware(): Middleware {
     try {
       await next();
     } catch (err) {
-      if (!(err instanceof Unauthorized) || !ctx.get(PAGE_HEADER)) throw err;
+      // EventSource cannot add a header: the page's own paths never challenge either.
+      if (!(err instanceof Unauthorized) || !(ctx.get(PAGE_HEADER) || ctx.path.startsWith("/ui/"))) throw err;
       ctx.status = 401;
       ctx.body = { error: err.message };
     }

@@ -27,6 +27,12 @@ export function whenSignedOut(handler: () => void): void {
   onSignedOut = handler;
 }
 
+/** Asks whether the session still exists; shows the sign-in form when it does not. */
+export async function checkSession(): Promise<void> {
+  const answer = await api<{ user: unknown }>("GET", "ui/session").catch(() => ({ user: true }));
+  if (answer.user === null) onSignedOut();
+}
+
 /** Sends a request; resolves with the parsed JSON (or null for an empty answer), rejects with ApiError. */
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { "X-DGW-Page": "1", Accept: "application/json" };

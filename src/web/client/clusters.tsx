@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 import type { UiCluster } from "./api.js";
 import { formatBytes, formatCores, formatDuration, formatOptions, formatTime, shortName } from "./format.js";
 import { useLiveClusters, useNow } from "./live.js";
-import { Empty, ErrorBox, StatusBadge, StopButton } from "./widgets.js";
+import { Empty, ErrorBox, LiveNote, StatusBadge, StopButton } from "./widgets.js";
 
 const ACTIVE = new Set(["PENDING", "RUNNING", "STOPPING"]);
 
@@ -25,7 +25,7 @@ export function ClusterList() {
 export function ClusterTable(props: { live: ReturnType<typeof useLiveClusters>; showUser: boolean; empty: ComponentChildren }) {
   const [showEnded, setShowEnded] = useState(false);
   const now = useNow();
-  const { clusters, error, paused } = props.live;
+  const { clusters, error } = props.live;
   const shown = (clusters ?? []).filter((c) => showEnded || ACTIVE.has(c.status));
   const ended = (clusters ?? []).length - (clusters ?? []).filter((c) => ACTIVE.has(c.status)).length;
   return (
@@ -35,7 +35,7 @@ export function ClusterTable(props: { live: ReturnType<typeof useLiveClusters>; 
           <input type="checkbox" checked={showEnded} onChange={(e) => setShowEnded(e.currentTarget.checked)} />
           Show stopped and failed ({ended})
         </label>
-        <span class="live" role="status">{paused ? "Updates paused while the tab is hidden" : error ? error : clusters ? "Live" : "Connecting…"}</span>
+        <LiveNote live={props.live} />
       </div>
       {clusters === null && !error && <p class="muted">Loading clusters…</p>}
       {clusters === null && error && <ErrorBox title="Cannot load clusters" message={error} />}

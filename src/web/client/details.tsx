@@ -7,7 +7,7 @@ import { api, ApiError, type ClusterEvents, type SessionUser } from "./api.js";
 import { timeLeft } from "./clusters.js";
 import { formatBytes, formatCores, formatDuration, formatOptions, formatTime } from "./format.js";
 import { useLiveClusters, useNow } from "./live.js";
-import { CopyButton, Empty, ErrorBox, StatusBadge, StopButton } from "./widgets.js";
+import { CopyButton, Empty, ErrorBox, LiveNote, StatusBadge, StopButton } from "./widgets.js";
 
 export function ClusterDetails(props: { name: string; user: SessionUser }) {
   const live = useLiveClusters(props.user.admin ? "all" : "mine");
@@ -41,6 +41,7 @@ export function ClusterDetails(props: { name: string; user: SessionUser }) {
       <div class="heading start">
         <h1 id="details-title">Cluster <code class="name">{c.name}</code></h1>
         <StatusBadge status={c.status} />
+        <LiveNote live={live} />
       </div>
       {c.reason && <p class={c.status === "FAILED" ? "error reason-line" : "reason-line"}><strong>{c.status === "FAILED" ? "Failed: " : "Reason: "}</strong>{c.reason}</p>}
       <div class="links">

@@ -3,9 +3,16 @@ import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError } from "./api.js";
 import { shortName } from "./format.js";
+import type { LiveState } from "./live.js";
 
 export function StatusBadge(props: { status: string }) {
   return <span class={`status status-${props.status.toLowerCase()}`}>{props.status}</span>;
+}
+
+/** Whether the page is live, paused (tab hidden) or reconnecting. */
+export function LiveNote(props: { live: LiveState }) {
+  const { clusters, error, paused } = props.live;
+  return <span class="live" role="status">{paused ? "Updates paused while the tab is hidden" : error ? error : clusters ? "Live" : "Connecting…"}</span>;
 }
 
 export function ErrorBox(props: { title: string; message: string; children?: ComponentChildren }) {
