@@ -101,6 +101,7 @@ export function addWebRoutes(deps: WebDeps): (router: Router) => void {
 
     router.get("/ui/events", async (ctx) => {
       const user = await authenticateUser(ctx, auth);
+      delete ctx.state.issueCookieFor; // the stream's headers go out now: no API cookie can follow them
       const all = ctx.query.scope === "all";
       if (all && !user.admin) throw new PublicError(403, `User ${user.name} is not an admin`);
       const refusal = deps.live.refusal(user.name);

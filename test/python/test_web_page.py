@@ -301,3 +301,22 @@ def test_usable_at_400_px(gateway, watched):
         assert w.problems() == []
     finally:
         stop(gateway, name)
+
+
+def test_event_stream_and_session_without_a_browser(gateway):
+    """The live stream also answers Basic credentials (no API cookie can follow its headers, none is attempted); the
+    page's paths never challenge (no browser password dialog); the page's files carry the CSP."""
+    with requests.get(f"{gateway.url}/ui/events", auth=api_auth("bob"), stream=True, timeout=30) as stream:
+        assert stream.status_code == 200 and stream.headers["Content-Type"].startswith("text/event-stream")
+        first = b""
+        for chunk in stream.iter_content(chunk_size=None):
+            first += chunk
+            if b"\n\nevent: clusters" in first or first.startswith(b"event: clusters"):
+                break
+        assert b'data: {"clusters":' in first or b"event: clusters" in first
+    anonymous = requests.get(f"{gateway.url}/ui/events")
+    assert anonymous.status_code == 401 and "WWW-Authenticate" not in anonymous.headers
+    assert requests.get(f"{gateway.url}/ui/session").json() == {"user": None, "csrf": None}
+    page = requests.get(f"{gateway.url}/")
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"] and "unsafe" not in page.headers["Content-Security-Policy"]
+    assert "unexpected error" not in gateway.log_text()
