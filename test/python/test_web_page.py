@@ -44,9 +44,9 @@ def watched(browser):
         w.close()
 
 
-def api_cluster(gateway, user: str) -> str:
+def api_cluster(gateway, user: str, options: dict | None = None) -> str:
     """A running cluster of `user`, made through the API."""
-    name = requests.post(f"{gateway.url}/api/v1/clusters/", json={"cluster_options": {}}, auth=api_auth(user)).json()["name"]
+    name = requests.post(f"{gateway.url}/api/v1/clusters/", json={"cluster_options": options or {}}, auth=api_auth(user)).json()["name"]
     requests.get(f"{gateway.url}/api/v1/clusters/{name}?wait", auth=api_auth(user), timeout=60)
     wait_for(lambda: requests.get(f"{gateway.url}/api/v1/clusters/{name}", auth=api_auth(user)).json()["status"] == "RUNNING", 60,
              what="cluster running")
@@ -264,12 +264,19 @@ def test_page_works_under_a_path_prefix(gateway, watched):
         proxy.close()
 
 
+HOSTILE = "<img src=x onerror=window.__xss=1><script>window.__xss=1</script>"
+
+
 def test_usable_at_400_px(gateway, watched):
-    name = api_cluster(gateway, "alice")
+    # User-controlled strings (here option values) are shown as text, never as markup.
+    name = api_cluster(gateway, "alice", {"greeting": HOSTILE, "environment": {"NOTE": "<b>bold</b>"}})
     try:
         w = watched(width=400, height=860)
         sign_in(w, gateway.url + "/", "alice")
-        w.page.locator(f"tr[data-cluster='{name}']").wait_for()
+        row = w.page.locator(f"tr[data-cluster='{name}']")
+        row.wait_for()
+        assert HOSTILE in row.inner_text() and "<b>bold</b>" in row.inner_text()
+        assert row.locator("img, script, b").count() == 0 and w.page.evaluate("window.__xss") is None
         assert w.page.evaluate("document.documentElement.scrollWidth") <= 400
         w.shot("mobile-my-clusters", full_page=True)
         w.page.goto(f"{gateway.url}/#/clusters/{name}")
