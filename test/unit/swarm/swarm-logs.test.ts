@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DockerLogDecoder, countOn, serviceLogOptions } from "../../../src/backends/swarm/logs.js";
+import type Docker from "dockerode";
+import { DockerLogDecoder, countOn, serviceLogOptions, serviceLogStream } from "../../../src/backends/swarm/logs.js";
 
 const FIXTURES = join(import.meta.dirname, "fixtures");
 const framed = readFileSync(join(FIXTURES, "service-logs-framed.bin"));
@@ -82,5 +83,44 @@ describe("engine queries and node counts", () => {
     expect(countOn(node, tasks, roles)).toEqual({
       name: "node1", role: "manager", state: "ready", availability: "active", cores: 4, memoryBytes: 8 * 1024 ** 3, workers: 1, schedulers: 1,
     });
+  });
+});
+
+describe("serviceLogStream", () => {
+  /** A fake engine whose dial answers with `answer` and records what it was asked. */
+  function engine(answer: (opts: Record<string, unknown>) => Readable | Error) {
+    const asked: Array<Record<string, unknown>> = [];
+    const docker = {
+      modem: {
+        dial(opts: Record<string, unknown>, cb: (err: unknown, data?: unknown) => void) {
+          asked.push(opts);
+          const a = answer(opts);
+          setImmediate(() => (a instanceof Error ? cb(a) : cb(null, a)));
+        },
+      },
+    } as unknown as Docker;
+    return { docker, asked };
+  }
+
+  it("asks the engine for a stream (never a buffered answer) and decodes it", async () => {
+    const raw = Readable.from([framed]);
+    const { docker, asked } = engine(() => raw);
+    const stream = (await serviceLogStream(docker, "svc1", { tail: 5, since: null, follow: false }))!;
+    let out = "";
+    for await (const chunk of stream) out += String(chunk);
+    expect(out).toBe(EXPECTED_FRAMED);
+    expect(asked[0]).toMatchObject({ path: "/services/svc1/logs?", method: "GET", isStream: true, options: { tail: "5", timestamps: true } });
+  });
+
+  it("answers null for a service that is gone, and destroying the decoded stream closes the engine's", async () => {
+    const gone = Object.assign(new Error("no such service"), { statusCode: 404 });
+    expect(await serviceLogStream(engine(() => gone).docker, "svc1", { tail: null, since: null, follow: true })).toBeNull();
+    const raw = new Readable({ read() {} }); // a follow that never ends by itself
+    const { docker, asked } = engine(() => raw);
+    const stream = (await serviceLogStream(docker, "svc1", { tail: null, since: null, follow: true }))!;
+    stream.destroy();
+    await new Promise((r) => setImmediate(r));
+    expect(raw.destroyed).toBe(true);
+    expect((asked[0]!.abortSignal as AbortSignal).aborted).toBe(true);
   });
 });
