@@ -71,7 +71,7 @@ export class LiveHub {
     this.subscribers.add(sub);
     res.write("retry: 3000\n\n");
     this.send(sub, this.snapshot(scope, new Map()));
-    this.timer ??= setInterval(() => this.tick(), this.tickMs);
+    this.timer ??= setInterval(() => this.tick(), this.tickMs).unref();
   }
 
   /** Ends every stream (the gateway stops). */
