@@ -54,7 +54,7 @@ function App() {
   return (
     <>
       <Header user={user} hash={hash} onSignOut={signOut} />
-      <main id="main">{route(hash, user)}</main>
+      <main id="main" tabIndex={-1}>{route(hash, user)}</main>
     </>
   );
 }
@@ -70,11 +70,17 @@ function route(hash: string, user: SessionUser) {
   return <ClusterList />;
 }
 
+/** The hash is the route: the skip link moves the focus instead of navigating. */
+function skipToMain(event: Event) {
+  event.preventDefault();
+  document.getElementById("main")?.focus();
+}
+
 function Header(props: { user: SessionUser; hash: string; onSignOut: () => void }) {
   const current = (prefix: string) => (props.hash.replace(/^#\/?/, "").split("/")[0] === prefix ? "page" : undefined);
   return (
     <header class="top">
-      <a class="skip" href="#main">Skip to content</a>
+      <a class="skip" href="#main" onClick={skipToMain}>Skip to content</a>
       <span class="brand">Dask Gateway</span>
       <nav aria-label="Main">
         <a href="#/" aria-current={current("") ?? current("clusters")}>My clusters</a>
