@@ -19,8 +19,9 @@ node-deps: $(NODE_STAMP)
 python-env: ## Create the pinned Python environment in .venv
 	@scripts/python-env.sh
 
-build: node-deps ## Compile the TypeScript server into dist/
+build: node-deps ## Compile the TypeScript server and the web page's browser modules into dist/
 	npx tsc -p tsconfig.json
+	npx tsc -p src/web/client/tsconfig.json
 
 run: build python-env ## Run the gateway with zero configuration (local processes)
 	node dist/cli.js
@@ -29,6 +30,7 @@ test: test-unit test-python test-swarm ## Run every test (installs what it needs
 
 test-unit: node-deps ## Unit tests (vitest)
 	npx tsc -p tsconfig.json --noEmit
+	npx tsc -p src/web/client/tsconfig.json --noEmit
 	npx vitest run
 
 test-python: build python-env ## Conformance tests with the real dask-gateway client and dask processes

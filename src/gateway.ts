@@ -28,6 +28,7 @@ import { schedulerNeedsUser } from "./options/mounts.js";
 import { dashboardMiddleware, dashboardUpgrade } from "./proxy/dashboard-route.js";
 import { PublicListener } from "./proxy/public-listener.js";
 import { VERSION } from "./version.js";
+import { webParts } from "./web/wiring.js";
 
 /** At shutdown, requests under way get this long to be answered before their connections are closed. */
 const SHUTDOWN_REQUEST_GRACE_MS = 2_000;
@@ -62,6 +63,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const manager: ClusterManager = new ClusterManager({
     backend, log: log.child({ component: "clusters" }), clusters: config.clusters, limits: config.limits, catalog, pool,
     store: recordStore(config, backend, log),
+    beforeRemove: (launch, state) => web.keepLog(launch, state),
     get apiUrl() {
       return apiUrl;
     },
@@ -75,9 +77,11 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       return cluster !== undefined && mayAct(user, cluster);
     },
   };
+  const web = webParts({ config, auth, backend, pool, log: log.child({ component: "web" }), manager });
   const app = createApp({
     manager, auth, log, metrics, version: VERSION, maxBodyBytes: config.limits.maxBodyBytes,
-    before: [dashboardMiddleware(dashboards)],
+    before: [...web.before, dashboardMiddleware(dashboards)],
+    extraRoutes: web.routes,
   });
   const httpServer = http.createServer({ maxHeaderSize: 16 * 1024 }, app.callback());
   const httpsServer = config.tls
@@ -102,6 +106,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   apiUrl ||= defaultApiUrl(config, address);
   const url = config.address.port === 0 ? config.publicUrl.replace(/:0$/, `:${address.port}`) : config.publicUrl;
   await manager.start();
+  web.start();
   log.info({ url, backend: backend.kind, auth: config.auth.mode, apiUrl }, "gateway started");
 
   let closed = false;
@@ -110,6 +115,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     async close() {
       if (closed) return;
       closed = true;
+      await web.close(); // ends the live streams, so that their connections do not hold the shutdown up
       const listenersClosed = Promise.all([listener.close(), schedulerListener?.close()]);
       // The listeners count the HTTP connections they handed over: idle keep-alive ones (a scheduler's, a
       // client's) would hold them open, and the old gateway's name in DNS, until their peers let go.

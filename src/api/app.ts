@@ -1,6 +1,7 @@
 /**
  * The Koa application: error mapping, body parsing, the API router and the session cookie.
  */
+import type Router from "@koa/router";
 import Koa, { type Context, type Middleware } from "koa";
 import { koaBody } from "koa-body";
 import type { Authenticator } from "../auth/authenticator.js";
@@ -18,8 +19,10 @@ export interface AppDeps {
   version: string;
   maxBodyBytes: number;
   metrics: Metrics;
-  /** Extra middleware mounted before the API (the dashboard proxy). */
+  /** Extra middleware mounted before the API (the dashboard proxy, the web page). */
   before?: Middleware[];
+  /** Adds the routes of extensions (logs, operators' views) to the API router. */
+  extraRoutes?: Array<(router: Router) => void>;
 }
 
 /** Builds the application; it is served by the public listener, never listened on by itself. */
@@ -36,6 +39,7 @@ export function createApp(deps: AppDeps): Koa {
   });
   app.use(plainTextStatus);
   const router = apiRouter(deps);
+  for (const add of deps.extraRoutes ?? []) add(router);
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

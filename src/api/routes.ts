@@ -139,7 +139,7 @@ export function apiRouter({ manager, auth, version, metrics }: RouteDeps): Route
 }
 
 /** Looks a cluster up and checks the caller may act on it: 404 before 403, as in the reference. */
-function findOwned(manager: ClusterManager, name: string, user: User, action: string): ClusterRecord {
+export function findOwned(manager: ClusterManager, name: string, user: User, action: string): ClusterRecord {
   const cluster = manager.get(name);
   if (!cluster) throw new PublicError(404, `Cluster ${name} not found`);
   assertMayAct(user, cluster, action);
@@ -150,7 +150,7 @@ function assertMayAct(user: User, cluster: ClusterRecord, action: string): void 
   if (!mayAct(user, cluster)) throw new PublicError(403, `User ${user.name} lacks permissions to ${action} cluster ${cluster.name}`);
 }
 
-function requireAdmin(user: User): User {
+export function requireAdmin(user: User): User {
   if (!user.admin) throw new PublicError(403, `User ${user.name} is not an admin`);
   return user;
 }

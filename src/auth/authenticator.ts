@@ -27,7 +27,12 @@ export function parseToken(header: string | undefined): string | null {
 interface Session {
   user: User;
   expires: number;
+  /** Page sessions (a sign-in on the web page): each use renews them for this many seconds. */
+  idleSeconds?: number;
 }
+
+/** Past this many sessions, opening a page session first drops the expired ones. */
+const SWEEP_ABOVE = 10_000;
 
 export class Authenticator {
   /** Random per start, as in the reference, so cookies of an earlier gateway are simply ignored. */
@@ -50,6 +55,7 @@ export class Authenticator {
       this.forget(value, session.user.name);
       return undefined;
     }
+    if (session.idleSeconds) session.expires = this.now() + session.idleSeconds * 1000;
     return session.user;
   }
 
@@ -60,6 +66,11 @@ export class Authenticator {
     return this.store.check(creds.name, creds.password);
   }
 
+  /** Checks a user name and password (the page's sign-in form); null when wrong. */
+  async check(name: string, password: string): Promise<User | null> {
+    return this.store.check(name, password);
+  }
+
   /** The session cookie for a user (one per user name, as in the reference) and its Max-Age. */
   issueCookie(user: User): { value: string; maxAge: number } {
     const existing = this.byUser.get(user.name);
@@ -68,6 +79,29 @@ export class Authenticator {
     this.sessions.set(value, { user, expires: this.now() + this.maxAgeSeconds * 1000 });
     this.byUser.set(user.name, value);
     return { value, maxAge: 2 * this.maxAgeSeconds };
+  }
+
+  /**
+   * A session of its own for a sign-in on the web page (never the per-user API cookie, so signing out ends only
+   * it): valid until `idleSeconds` pass without use. Answers the cookie value.
+   */
+  openPageSession(user: User, idleSeconds: number): string {
+    if (this.sessions.size > SWEEP_ABOVE) {
+      for (const [value, session] of this.sessions) if (session.expires <= this.now()) this.forget(value, session.user.name);
+    }
+    const value = randomBytes(32).toString("hex");
+    this.sessions.set(value, { user, expires: this.now() + idleSeconds * 1000, idleSeconds });
+    return value;
+  }
+
+  /** Whether a cookie value is a live page session: state changes made with it need the page's CSRF proof. */
+  isPageSession(value: string | undefined): boolean {
+    return value !== undefined && this.sessions.get(value)?.idleSeconds !== undefined && this.fromCookie(value) !== undefined;
+  }
+
+  /** Ends a page session (sign-out); API sessions are left alone. */
+  closePageSession(value: string | undefined): void {
+    if (value !== undefined && this.sessions.get(value)?.idleSeconds !== undefined) this.sessions.delete(value);
   }
 
   private forget(value: string, name: string): void {

@@ -2,8 +2,12 @@
  * The small interface every place that runs clusters implements. The cluster manager decides *what*
  * should happen; a backend only knows *how* to start, stop and check one scheduler or worker.
  */
+import type { Readable } from "node:stream";
 import type { ClusterStore } from "../clusters/store.js";
 import type { MountDefinition } from "../options/mounts.js";
+import type { NodeInfo } from "../web/wire.js";
+
+export type { NodeInfo };
 
 /** JSON-serialisable facts a backend needs to find its scheduler or worker again (pid, service id...). */
 export type BackendState = Record<string, string | number | boolean | null>;
@@ -83,6 +87,26 @@ export interface Capacity {
   unplaceable?: string;
 }
 
+/** One component of a cluster that may have a log: the scheduler, or a worker by its name. */
+export interface LogComponent {
+  kind: "scheduler" | "worker";
+  /** "scheduler", or the worker's name. */
+  name: string;
+  /** What the backend recorded for it (a worker's pid or service id); {} when it has no record any more. */
+  state: BackendState;
+}
+
+/** Which part of a log to read (src/logs/lines.ts formats every line as `<RFC 3339 UTC time> <text>`). */
+export interface LogQuery {
+  /** The last N lines only; null: all. */
+  tail: number | null;
+  /** Only lines at or after this time (ms since the epoch); null: from the start. */
+  since: number | null;
+  /** Keep streaming new lines until the stream is destroyed (the route ends it once the component has ended). */
+  follow: boolean;
+}
+
+
 export interface Backend {
   readonly kind: string;
   /** Starts the scheduler; resolves once it is launched (not necessarily connected). */
@@ -109,6 +133,12 @@ export interface Backend {
    * placement): part of the warm pool's key, so a changed setting replaces the warm schedulers it affects.
    */
   schedulerFingerprint?(): string;
+  /** Names of the components of a cluster that have a log now (src/backends/<kind>/logs.ts). */
+  logComponents?(launch: SchedulerLaunch, state: BackendState): Promise<string[]>;
+  /** One component's log as timestamped lines; null when it has none. Destroying the stream releases everything. */
+  logs?(launch: SchedulerLaunch, state: BackendState, component: LogComponent, query: LogQuery): Promise<Readable | null>;
+  /** The machines clusters run on, for the operators' page. */
+  nodes?(): Promise<NodeInfo[]>;
   /** Releases resources of the backend itself (not the clusters). */
   close(): Promise<void>;
 }

@@ -4,7 +4,7 @@
  * functions below are the one place where backends are called.
  */
 import { randomBytes } from "node:crypto";
-import { NodeError, type Backend, type SchedulerLaunch, type WorkerLaunch } from "../backends/backend.js";
+import { NodeError, type Backend, type BackendState, type SchedulerLaunch, type WorkerLaunch } from "../backends/backend.js";
 import type { GatewayConfig } from "../config/config.js";
 import type { Logger } from "../logging.js";
 import type { User } from "../auth/users.js";
@@ -38,6 +38,8 @@ export interface ManagerOptions {
   /** Base URL of the gateway API for schedulers (ends in /api). */
   apiUrl: string;
   store: ClusterStore;
+  /** Called before a user's stopped cluster's objects are removed (logs/archive.ts keeps its scheduler's log). */
+  beforeRemove?: (launch: SchedulerLaunch, state: BackendState) => Promise<void>;
   /** The warm pool (clusters/pool.ts); without it every cluster starts cold. */
   pool?: WarmPool;
   now?: () => number;
@@ -320,6 +322,11 @@ export class ClusterManager {
     return counts;
   }
 
+  /** What the backend was told about a user cluster's scheduler (for reading its logs). */
+  schedulerLaunch(cluster: ClusterRecord): SchedulerLaunch {
+    return this.launch(cluster);
+  }
+
   /** Where a running cluster's scheduler listens (host:port), for the TLS relay. */
   schedulerTarget(name: string): { host: string; port: number } | undefined {
     const c = this.get(name);
@@ -449,6 +456,7 @@ export class ClusterManager {
 
   private async finishStop(c: ClusterRecord): Promise<void> {
     if ([...c.workers.values()].some((w) => w.status < Job.STOPPED)) return; // Worker reconciles requeue us.
+    if (isUserCluster(c)) await this.opts.beforeRemove?.(this.launch(c), c.state);
     // Always asked, even with no recorded state: a start cut short by a crash may have left objects behind.
     await this.opts.backend.stopCluster(this.launch(c), c.state);
     c.workers.clear();

@@ -70,6 +70,14 @@ export interface GatewayConfig {
     /** Seconds, doubled per consecutive failure. */
     failureBackoff: number;
   };
+  web: {
+    enabled: boolean;
+    /** Seconds without use before a page session ends. */
+    sessionMaxAge: number;
+    usageDays: number;
+    keptLogBytes: number;
+    maxLogStreams: number;
+  };
   limits: {
     clusterMaxWorkers: number | null;
     clusterMaxCores: number | null;
@@ -148,6 +156,13 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
       orphanTimeout: num("clusters.orphan_timeout")!,
     },
     pool: resolvePool(flat),
+    web: {
+      enabled: flat.get("web.enabled") as boolean,
+      sessionMaxAge: num("web.session_max_age")!,
+      usageDays: num("web.usage_days")!,
+      keptLogBytes: num("logs.kept_bytes")!,
+      maxLogStreams: num("logs.max_streams")!,
+    },
     limits: {
       clusterMaxWorkers: num("limits.cluster_max_workers"),
       clusterMaxCores: num("limits.cluster_max_cores"),

@@ -83,6 +83,12 @@ export const SETTINGS: readonly SettingDef[] = [
   def("pool.refill_parallel", "int", 2, "Warm schedulers started at the same time at most.", { min: 1 }),
   def("pool.failure_backoff", "number", 2, "Seconds before the pool starts another warm scheduler for an option set whose last one failed to start or died; doubled for each further failure in a row (up to 32 times).", { min: 0.1 }),
 
+  def("web.enabled", "bool", true, "Serve the web page at / (sign-in, clusters, logs, operators' views); the API works either way."),
+  def("web.session_max_age", "int", 28800, "Seconds a page sign-in stays valid without use (each request renews it); the gateway's restart signs everyone out.", { min: 60 }),
+  def("web.usage_days", "int", 90, "Days of per-user usage (core-hours, cluster-hours) the gateway keeps in state_dir/usage.json for the operators' page.", { min: 1 }),
+  def("logs.kept_bytes", "int", 262144, "Bytes of a stopped or failed cluster's scheduler log kept in state_dir/logs for clusters.stopped_retention, after the backend removed its process or service (0: none).", { min: 0 }),
+  def("logs.max_streams", "int", 100, "Log reads (GET .../logs/<component>) served at once, followers included; more are answered 429.", { min: 1 }),
+
   def("limits.cluster_max_workers", "int", null, "Maximum workers of one cluster.", { min: 0 }),
   def("limits.cluster_max_cores", "number", null, "Maximum cores of one cluster (scheduler and workers).", { min: 0 }),
   def("limits.cluster_max_memory", "number", null, "Maximum memory of one cluster in GiB (scheduler and workers).", { min: 0 }),

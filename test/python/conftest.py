@@ -132,7 +132,8 @@ class SecretWatch(threading.Thread):
     def sample_cluster_logs(self) -> None:
         """Scheduler and worker logs, kept as last seen: they vanish with their cluster."""
         for state_dir in list(self.state_dirs):
-            for log in state_dir.glob("clusters/*/logs/*.log"):
+            # Also the scheduler logs kept after a stop (src/logs/archive.ts).
+            for log in [*state_dir.glob("clusters/*/logs/*.log"), *state_dir.glob("logs/*.log")]:
                 text = _read(log)
                 with self.lock:
                     self.cluster_logs[log] = text

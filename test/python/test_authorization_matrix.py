@@ -78,6 +78,14 @@ EXPECTED: dict[tuple[str, str, str], tuple[int, ...]] = {
     ("GET", "/clusters/{name}/status", "unknown"):        (A, A, A, A, A, A, 404, 404, 404, A, A),
     ("WS", "/clusters/{name}/status/ws", "alice"):        (A, A, A, A, A, A, 101, 403, 101, A, A),
     ("WS", "/clusters/{name}/status/ws", "unknown"):      (A, A, A, A, A, A, 404, 404, 404, A, A),
+    # Extensions: logs for the owner and admins (the component is `scheduler`); operators' views for admins only.
+    ("GET", "/api/v1/clusters/{name}/logs", "alice"):     (A, A, A, A, A, A, 200, 403, 200, A, A),
+    ("GET", "/api/v1/clusters/{name}/logs", "unknown"):   (A, A, A, A, A, A, 404, 404, 404, A, A),
+    ("GET", "/api/v1/clusters/{name}/logs/{component}", "alice"):   (A, A, A, A, A, A, 200, 403, 200, A, A),
+    ("GET", "/api/v1/clusters/{name}/logs/{component}", "unknown"): (A, A, A, A, A, A, 404, 404, 404, A, A),
+    ("GET", "/api/v1/admin/nodes", "-"):                  (A, A, A, A, A, A, 403, 403, 200, A, A),
+    ("GET", "/api/v1/admin/pool", "-"):                   (A, A, A, A, A, A, 403, 403, 200, A, A),
+    ("GET", "/api/v1/admin/usage", "-"):                  (A, A, A, A, A, A, 403, 403, 200, A, A),
     # Destructive rows last: the first accepted DELETE stops alice's cluster; the record stays, so the
     # later cells see the same answers. Reference 1.3 and 2.3: 204 even for an unknown name; a token of
     # another cluster falls through to user authentication (401 Basic).
@@ -205,7 +213,7 @@ def test_cell(gateway, world, key, caller):
     method, path, target = key
     expected = EXPECTED[key][list(CALLERS).index(caller)]
     name = world["names"]["alice"] if target == "alice" else UNKNOWN
-    url_path = path.replace("{name}", name)
+    url_path = path.replace("{name}", name).replace("{component}", "scheduler")
     authorization = _header(world, caller)
     if method == "WS":
         bokeh_token = _bokeh_token(gateway, world["names"]["alice"])

@@ -6,12 +6,14 @@ import { existsSync } from "node:fs";
 import { mkdir, open, readdir, realpath, rm, writeFile, type FileHandle } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend, BackendState, SchedulerLaunch, WorkerLaunch } from "../backend.js";
+import type { Readable } from "node:stream";
+import type { Backend, BackendState, LogComponent, LogQuery, NodeInfo, SchedulerLaunch, WorkerLaunch } from "../backend.js";
 import { BackendError } from "../backend.js";
 import { claimPreloadArgs } from "../pool-preload.js";
 import { daskResources, describeResources } from "../resources.js";
 import { missingDaskReason, schedulerPreloadArgs, stackExitReason } from "../stack-preload.js";
 import { localMountEnv, prepareMounts } from "./mounts.js";
+import { localLogComponents, localLogStream, localNodes, logFile } from "./logs.js";
 import { childrenIn, exitInfo, isAlive, processesIn, spawnLogged, stopProcess } from "./processes.js";
 
 /** Variables passed through from the gateway's environment, as the reference's local backend does. */
@@ -140,6 +142,19 @@ export class LocalBackend implements Backend {
   }
 
   async close(): Promise<void> {}
+
+  /** The log files of the cluster's processes (logs.ts). */
+  async logComponents(launch: SchedulerLaunch): Promise<string[]> {
+    return localLogComponents(join(this.options.clustersDir, launch.name));
+  }
+
+  async logs(launch: SchedulerLaunch, _state: BackendState, component: LogComponent, query: LogQuery): Promise<Readable | null> {
+    return localLogStream(logFile(join(this.options.clustersDir, launch.name), component), query);
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    return localNodes();
+  }
 
   /**
    * The `dask` of the cluster's stack. On this backend a stack (the `image` option) is the directory of a Python

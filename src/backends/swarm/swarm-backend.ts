@@ -7,7 +7,12 @@ import Docker from "dockerode";
 import type { ClusterStore } from "../../clusters/store.js";
 import type { GatewayConfig } from "../../config/config.js";
 import type { Logger } from "../../logging.js";
-import { BackendError, NodeError, type Backend, type BackendState, type Capacity, type SchedulerLaunch, type WorkerLaunch } from "../backend.js";
+import type { Readable } from "node:stream";
+import {
+  BackendError, NodeError,
+  type Backend, type BackendState, type Capacity, type LogComponent, type LogQuery, type NodeInfo, type SchedulerLaunch, type WorkerLaunch,
+} from "../backend.js";
+import { serviceLogStream, swarmNodes } from "./logs.js";
 import {
   LABEL, SECRET_KINDS, schedulerServiceSpec, secretName, secretSpecs, workerServiceSpec,
   type SecretKind, type SwarmSettings,
@@ -206,6 +211,22 @@ export class SwarmBackend implements Backend {
   }
 
   async close(): Promise<void> {}
+
+  /** The cluster's services that exist now: their logs are the engine's (logs.ts). */
+  async logComponents(launch: SchedulerLaunch): Promise<string[]> {
+    const services = await this.docker.listServices({ filters: { label: this.clusterFilter(launch.name) } });
+    return services.map((s) => s.Spec?.Labels?.[LABEL.worker] ?? (s.Spec?.Labels?.[LABEL.role] === "scheduler" ? "scheduler" : "")).filter(Boolean);
+  }
+
+  async logs(launch: SchedulerLaunch, _state: BackendState, component: LogComponent, query: LogQuery): Promise<Readable | null> {
+    const which = component.kind === "scheduler" ? `${LABEL.role}=scheduler` : `${LABEL.worker}=${component.name}`;
+    const [service] = await this.docker.listServices({ filters: { label: [...this.clusterFilter(launch.name), which] } });
+    return service ? serviceLogStream(this.docker, service.ID, query) : null;
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    return swarmNodes(this.docker, this.settings.gatewayId);
+  }
 
   // ---- Helpers ----------------------------------------------------------------------------------
 
