@@ -26,6 +26,7 @@ import { Metrics } from "./metrics.js";
 import { loadCatalog, type OptionsCatalog } from "./options/catalog.js";
 import { dashboardMiddleware, dashboardUpgrade } from "./proxy/dashboard-route.js";
 import { PublicListener } from "./proxy/public-listener.js";
+import { selectRelay } from "./proxy/relay.js";
 import { VERSION } from "./version.js";
 
 /** At shutdown, requests under way get this long to be answered before their connections are closed. */
@@ -84,7 +85,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     : undefined;
   for (const server of [httpServer, httpsServer]) server?.on("upgrade", dashboardUpgrade(dashboards));
 
+  const relay = relayPath(config, log);
   const listenerOptions = {
+    relay,
     resolveScheduler: (name: string) => manager.schedulerTarget(name),
     onSchedulerConnection: (name: string, delta: 1 | -1) => manager.clientConnections(name, delta),
     onOutcome: (outcome: string) => metrics.connections.inc({ outcome }),
@@ -133,6 +136,17 @@ async function createBackend(config: GatewayConfig, log: Logger): Promise<Backen
     return SwarmBackend.create(config, log.child({ component: "swarm" }));
   }
   return new LocalBackend({ clustersDir: join(config.stateDir, "clusters"), daskCommand: config.local.daskCommand, niceness: config.local.niceness });
+}
+
+/** The relay path the setting asks for, logged; relay=splice without the native addon is a configuration error. */
+function relayPath(config: GatewayConfig, log: Logger) {
+  try {
+    const { path, why } = selectRelay(config.relay);
+    log.info({ relay: path.name, why }, path.name === "splice" ? "scheduler connections relayed by splice(2), zero-copy" : "scheduler connections relayed in JavaScript");
+    return path;
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }
 
 /** The pool's option sets, normalized by the catalog; an invalid one is a configuration error naming it. */
