@@ -3,7 +3,7 @@
  * Command line: `serve` (the default) runs the gateway; `init-config` writes a commented default
  * config file; `hash-password` makes a users-file hash; `--help` lists every setting.
  */
-import "./heap.js"; // first: before start-up allocates
+import { allowYoungGenerationGrowth } from "./heap.js"; // first: before start-up allocates
 import { existsSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { hashPassword } from "./auth/passwords.js";
@@ -50,6 +50,7 @@ async function serve(configFile: string | undefined, flags: Map<string, string>)
   // Loaded here, not at the top: the server's modules are parsed after heap.js has set the young generation's size.
   const { startGateway } = await import("./gateway.js");
   const gateway = await startGateway(config, log);
+  allowYoungGenerationGrowth();
   process.stdout.write(banner(gateway));
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
