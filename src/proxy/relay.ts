@@ -7,8 +7,8 @@ import type net from "node:net";
 import { jsRelay } from "./js-relay.js";
 import { loadSplice } from "./splice-relay.js";
 
-export const RELAY_MODES = ["auto", "splice", "js"] as const;
-export type RelayMode = (typeof RELAY_MODES)[number];
+/** The setting `relay` (its choices are in src/config/settings.ts). */
+export type RelayMode = "auto" | "splice" | "js";
 
 /** A running relay. */
 export interface Relay {
