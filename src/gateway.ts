@@ -4,7 +4,6 @@
  */
 import { mkdirSync, readFileSync } from "node:fs";
 import http from "node:http";
-import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -80,8 +79,9 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     before: [dashboardMiddleware(dashboards)],
   });
   const httpServer = http.createServer({ maxHeaderSize: 16 * 1024 }, app.callback());
+  // node:https (and tls with it) is loaded only when the API is served over HTTPS.
   const httpsServer = config.tls
-    ? https.createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, app.callback())
+    ? (await import("node:https")).createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, app.callback())
     : undefined;
   for (const server of [httpServer, httpsServer]) server?.on("upgrade", dashboardUpgrade(dashboards));
 
