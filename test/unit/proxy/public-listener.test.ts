@@ -1,7 +1,8 @@
 /**
  * PublicListener with real sockets: a tls.createServer stands in for the schedulers, an http.Server takes the
  * plain HTTP. Relay with half-close, 20 MB echoed both ways, backpressure from a scheduler that stops reading, a
- * hello that arrives a few bytes at a time, unknown names, dead schedulers, other TLS, silent clients, close(), and the connection count afterwards.
+ * hello that arrives a few bytes at a time, unknown names, dead schedulers, other TLS, silent clients, close(),
+ * and the connection count afterwards.
  * Everything runs once per relay path: JavaScript, and splice (the native addon, which `make test-unit` builds).
  */
 import { execFileSync } from "node:child_process";
