@@ -43,8 +43,10 @@ typedef struct {
 
 typedef struct {
   direction dir[2];
-  int wake;                /* eventfd: stop() writes to it */
-  int refs;                /* the thread and the JS handle each hold one */
+  int wake;                /* eventfd: stop() writes to it; closed by the thread when it ends */
+  pthread_mutex_t lock;    /* guards wake and finished between stop() and the thread's end */
+  int finished;
+  int refs;                /* the thread and the JS handle each hold one: the struct lives until both let go */
   napi_threadsafe_function done;
   char error[128];
 } relay;
@@ -54,14 +56,27 @@ typedef struct {
   uint64_t moved[2];
 } outcome;
 
-static void release(relay *r) {
-  if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
+/* Closes the pipes and the eventfd and frees the heads: everything but the struct itself. The thread does this as
+ * soon as it ends, so that descriptors do not wait for the JS handle to be garbage-collected. */
+static void close_resources(relay *r) {
   for (int i = 0; i < 2; i++) {
     if (r->dir[i].pipe_r >= 0) close(r->dir[i].pipe_r);
     if (r->dir[i].pipe_w >= 0) close(r->dir[i].pipe_w);
+    r->dir[i].pipe_r = r->dir[i].pipe_w = -1;
     free(r->dir[i].head);
+    r->dir[i].head = NULL;
   }
+  pthread_mutex_lock(&r->lock);
   if (r->wake >= 0) close(r->wake);
+  r->wake = -1;
+  r->finished = 1;
+  pthread_mutex_unlock(&r->lock);
+}
+
+static void release(relay *r) {
+  if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
+  close_resources(r); /* a no-op after the thread's end; frees what a failed start() made */
+  pthread_mutex_destroy(&r->lock);
   free(r);
 }
 
@@ -144,6 +159,7 @@ static void *run(void *arg) {
     o->moved[1] = r->dir[1].moved + r->dir[1].head_off;
   }
   napi_threadsafe_function done = r->done;
+  close_resources(r);
   release(r); /* before the callback: JS may close the sockets as soon as it runs */
   napi_call_threadsafe_function(done, o, napi_tsfn_blocking);
   napi_release_threadsafe_function(done, napi_tsfn_release);
@@ -217,6 +233,7 @@ static napi_value start(napi_env env, napi_callback_info info) {
   if (!r) return throw_error(env, "start: out of memory");
   r->refs = 2;
   r->wake = -1;
+  pthread_mutex_init(&r->lock, NULL);
   for (int i = 0; i < 2; i++) {
     r->dir[i].src = fd[i];
     r->dir[i].dst = fd[1 - i];
@@ -269,8 +286,12 @@ static napi_value stop(napi_env env, napi_callback_info info) {
       napi_get_value_external(env, argv[0], &data) != napi_ok || data == NULL) return throw_error(env, "stop(handle)");
   relay *r = data;
   uint64_t one = 1;
-  ssize_t ignored = write(r->wake, &one, sizeof one); /* the handle's reference keeps r->wake open */
-  (void)ignored;
+  pthread_mutex_lock(&r->lock); /* once the thread has ended, its eventfd is closed (and the number maybe reused) */
+  if (!r->finished) {
+    ssize_t ignored = write(r->wake, &one, sizeof one);
+    (void)ignored;
+  }
+  pthread_mutex_unlock(&r->lock);
   return NULL;
 }
 

@@ -7,7 +7,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -38,6 +38,9 @@ const schedulerSockets = new Set<tls.TLSSocket>();
 /** Scheduler-side sockets whose peer has gone: they read the end, failed, or closed. */
 const schedulerPeerGone = new WeakSet<tls.TLSSocket>();
 let relay: RelayPath;
+/** Open descriptors of this process once the listener runs (Linux), to find any a relay leaves behind. */
+let fdsAtStart = 0;
+const openFds = () => readdirSync("/proc/self/fd").length;
 
 /** The splice path; a missing addon fails its tests rather than skipping them (scripts/native.sh builds it). */
 function splicePath(): RelayPath {
@@ -105,6 +108,7 @@ describe.each(["js", "splice"] as const)("%s relay path", (mode) => {
       relay,
     });
     port = (await listener.listen(0, HOST)).port;
+    if (process.platform === "linux") fdsAtStart = openFds();
   });
 
   afterAll(async () => {
@@ -266,6 +270,8 @@ describe.each(["js", "splice"] as const)("%s relay path", (mode) => {
       expect(listener.relayedConnections).toBe(0);
       expect([...open.entries()].filter(([, n]) => n !== 0)).toEqual([]);
       expect(spliceFallbacks()).toBe(0); // every splice relay above really ran in the addon
+      // Each splice relay held two pipes and an eventfd: none may wait for the garbage collector to be closed.
+      if (process.platform === "linux") await until(() => openFds() <= fdsAtStart + 3, `open descriptors back near ${fdsAtStart} (now ${openFds()})`);
     });
   });
 
