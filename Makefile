@@ -19,7 +19,10 @@ node-deps: $(NODE_STAMP)
 python-env: ## Create the pinned Python environment in .venv
 	@scripts/python-env.sh
 
-build: node-deps ## Compile the TypeScript server and the web page's browser modules into dist/
+native: ## Compile the zero-copy relay addon from native/relay.c (skipped when up to date; without a compiler the gateway relays in JavaScript)
+	@scripts/native.sh
+
+build: node-deps native ## Compile the TypeScript server and the web page's browser modules into dist/ (and the relay addon)
 	npx tsc -p tsconfig.json
 	npx tsc -p src/web/client/tsconfig.json
 
@@ -28,7 +31,7 @@ run: build python-env ## Run the gateway with zero configuration (local processe
 
 test: test-unit test-python test-swarm ## Run every test (installs what it needs)
 
-test-unit: node-deps ## Unit tests (vitest)
+test-unit: node-deps native ## Unit tests (vitest)
 	npx tsc -p tsconfig.json --noEmit
 	npx tsc -p src/web/client/tsconfig.json --noEmit
 	npx vitest run
@@ -46,7 +49,7 @@ test-swarm: build python-env ## Tests on a real swarm: make up, three Docker-in-
 	scripts/docker-engine.sh --swarm
 	$(PYTHON) -m pytest test/swarm $(PYTEST_ARGS)
 
-.PHONY: help node-deps python-env build run test test-unit test-python test-swarm soak fuzz
+.PHONY: help node-deps native python-env build run test test-unit test-python test-swarm soak fuzz
 
 BENCH_STAMP := .venv/.bench-requirements
 $(BENCH_STAMP): requirements-bench.txt requirements-test.txt requirements.txt | python-env

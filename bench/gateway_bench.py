@@ -503,6 +503,14 @@ def versions() -> dict[str, str]:
     return out
 
 
+def relay_path(server) -> str:
+    """The relay path this gateway logged at start (`splice` or `js`, see the setting `relay`)."""
+    for line in server.log_file.read_text().splitlines():
+        if line.startswith("{") and '"relay":' in line:
+            return json.loads(line)["relay"]
+    return "unknown"
+
+
 def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "unknown")
@@ -530,6 +538,7 @@ def main() -> None:
         if only & {"start", "pool", "relay", "scale"}:
             # Cold against cold: this gateway's warm pool is measured on its own (section 1b).
             servers = {"ours": start_ours(tmp / "ours", **{"pool.size": "0"}), "reference": start_reference(tmp / "reference")}
+            data["relay_path"] = relay_path(servers["ours"])
             try:
                 if "start" in only:
                     log("section 1: cluster start")

@@ -42,7 +42,9 @@ def markdown(d: dict) -> str:
         f"alternately by the same client code; heartbeat period {d['heartbeat_period']} s for both. "
         f"Load average {m['load_average_before'][0]:.2f} before, {m['load_average_after'][0]:.2f} after"
         + (f", up to {m['load_average_1min_peak_seen']:.1f} during the run" if "load_average_1min_peak_seen" in m else "")
-        + " (the machine is shared with other work). Method: [bench/README.md](../README.md#gateway_benchpy).",
+        + " (the machine is shared with other work)."
+        + (f" This gateway's relay path: `{d['relay_path']}`." if "relay_path" in d else "")
+        + " Method: [bench/README.md](../README.md#gateway_benchpy).",
         "",
     ]
     header = len(lines)

@@ -6,7 +6,8 @@
 #   dgw-sidecar:<hash> and :latest  docker/sidecar/Dockerfile; <hash> covers docker/sidecar/ (the
 #                                   Dockerfile and entrypoint.sh) and requirements.txt
 #   dgw-gateway:<hash> and :latest  docker/gateway/Dockerfile; <hash> covers docker/gateway/,
-#                                   package.json, package-lock.json, dist/ and protocol/
+#                                   package.json, package-lock.json, dist/, protocol/ and the relay
+#                                   addon's source (native/relay.c, scripts/native.sh; built in the image)
 #                                   (dist/ must exist: run `npm run build` or `make build` first)
 # <hash> is the first 12 hex digits of a SHA-256 over the inputs' paths and contents.
 #
@@ -80,5 +81,5 @@ fi
 if [ "$do_gateway" = 1 ]; then
   [ -f dist/cli.js ] || die "dist/cli.js is missing: build the gateway first (npm run build, or make build)"
   build dgw-gateway docker/gateway/Dockerfile node:20-slim dgw-base-node:bookworm \
-    package.json package-lock.json dist protocol
+    package.json package-lock.json dist protocol native/relay.c scripts/native.sh
 fi

@@ -3,13 +3,14 @@
  * Command line: `serve` (the default) runs the gateway; `init-config` writes a commented default
  * config file; `hash-password` makes a users-file hash; `--help` lists every setting.
  */
+import { allowYoungGenerationGrowth } from "./heap.js"; // first: before start-up allocates
 import { existsSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { hashPassword } from "./auth/passwords.js";
 import { resolveConfig } from "./config/config.js";
 import { ConfigError, loadSettings, parseArgs } from "./config/load.js";
 import { SETTINGS, envName, settingDef } from "./config/settings.js";
-import { startGateway, type RunningGateway } from "./gateway.js";
+import type { RunningGateway } from "./gateway.js";
 import { createLogger } from "./logging.js";
 import { VERSION } from "./version.js";
 
@@ -46,7 +47,10 @@ async function serve(configFile: string | undefined, flags: Map<string, string>)
   for (const key of flags.keys()) {
     if (settingDef(key).secret) log.warn({ setting: key }, `--${key} is visible to every local user in ps; prefer ${envName(key)} or a file`);
   }
+  // Loaded here, not at the top: the server's modules are parsed after heap.js has set the young generation's size.
+  const { startGateway } = await import("./gateway.js");
   const gateway = await startGateway(config, log);
+  allowYoungGenerationGrowth();
   process.stdout.write(banner(gateway));
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {

@@ -4,7 +4,6 @@
  */
 import { mkdirSync, readFileSync } from "node:fs";
 import http from "node:http";
-import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -27,6 +26,7 @@ import { loadCatalog, type OptionsCatalog } from "./options/catalog.js";
 import { schedulerNeedsUser } from "./options/mounts.js";
 import { dashboardMiddleware, dashboardUpgrade } from "./proxy/dashboard-route.js";
 import { PublicListener } from "./proxy/public-listener.js";
+import { selectRelay } from "./proxy/relay.js";
 import { VERSION } from "./version.js";
 import { webParts } from "./web/wiring.js";
 
@@ -84,12 +84,15 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     extraRoutes: web.routes,
   });
   const httpServer = http.createServer({ maxHeaderSize: 16 * 1024 }, app.callback());
+  // node:https (and tls with it) is loaded only when the API is served over HTTPS.
   const httpsServer = config.tls
-    ? https.createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, app.callback())
+    ? (await import("node:https")).createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, app.callback())
     : undefined;
   for (const server of [httpServer, httpsServer]) server?.on("upgrade", dashboardUpgrade(dashboards));
 
+  const relay = relayPath(config, log);
   const listenerOptions = {
+    relay,
     resolveScheduler: (name: string) => manager.schedulerTarget(name),
     onSchedulerConnection: (name: string, delta: 1 | -1) => manager.clientConnections(name, delta),
     onOutcome: (outcome: string) => metrics.connections.inc({ outcome }),
@@ -140,6 +143,17 @@ async function createBackend(config: GatewayConfig, log: Logger): Promise<Backen
     return SwarmBackend.create(config, log.child({ component: "swarm" }));
   }
   return new LocalBackend({ clustersDir: join(config.stateDir, "clusters"), volumesDir: join(config.stateDir, "volumes"), daskCommand: config.local.daskCommand, niceness: config.local.niceness });
+}
+
+/** The relay path the setting asks for, logged; relay=splice without the native addon is a configuration error. */
+function relayPath(config: GatewayConfig, log: Logger) {
+  try {
+    const { path, why } = selectRelay(config.relay);
+    log.info({ relay: path.name, why }, path.name === "splice" ? "scheduler connections relayed by splice(2), zero-copy" : "scheduler connections relayed in JavaScript");
+    return path;
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }
 
 /** The pool's option sets, normalized by the catalog; an invalid one is a configuration error naming it. */

@@ -2,8 +2,9 @@
  * The Koa application: error mapping, body parsing, the API router and the session cookie.
  */
 import type Router from "@koa/router";
+import { createRequire } from "node:module";
 import Koa, { type Context, type Middleware } from "koa";
-import { koaBody } from "koa-body";
+import type { KoaBodyMiddlewareOptions } from "koa-body";
 import type { Authenticator } from "../auth/authenticator.js";
 import type { ClusterManager } from "../clusters/manager.js";
 import { PublicError } from "../clusters/manager.js";
@@ -32,7 +33,7 @@ export function createApp(deps: AppDeps): Koa {
   app.use(errors(deps.log, deps.metrics));
   for (const m of deps.before ?? []) app.use(m);
   app.use(requireJsonBody);
-  app.use(koaBody({ json: true, jsonLimit: deps.maxBodyBytes, jsonStrict: false, text: false, urlencoded: false, multipart: false }));
+  app.use(lazyKoaBody({ json: true, jsonLimit: deps.maxBodyBytes, jsonStrict: false, text: false, urlencoded: false, multipart: false }));
   app.use(async (ctx, next) => {
     await next();
     issueCookie(ctx, deps.auth);
@@ -92,6 +93,16 @@ function respondError(ctx: Context, err: unknown, log: Logger): void {
 
 function isHttpError(err: unknown): err is { status: number; message: string } {
   return typeof err === "object" && err !== null && typeof (err as { status?: unknown }).status === "number";
+}
+
+/** koa-body, loaded at the first request with a body: an idle gateway, and GETs, never need it (memory). */
+function lazyKoaBody(options: Partial<KoaBodyMiddlewareOptions>): Middleware {
+  let parse: Middleware | undefined;
+  return (ctx, next) => {
+    if (!hasRequestBody(ctx)) return next();
+    parse ??= (createRequire(import.meta.url)("koa-body") as typeof import("koa-body")).koaBody(options) as unknown as Middleware;
+    return parse(ctx, next);
+  };
 }
 
 /** A request with a body must say it is JSON (the client and the preload always do). */

@@ -3,10 +3,11 @@
  * exist once. Errors name the offending field.
  */
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
-import addFormats from "ajv-formats";
+import type { Ajv2020 as Ajv, ErrorObject, ValidateFunction } from "ajv/dist/2020.js";
+import type addFormatsModule from "ajv-formats";
 
 const PROTOCOL_FILE = resolve(dirname(fileURLToPath(import.meta.url)), "../../protocol/openapi.json");
 
@@ -15,9 +16,17 @@ export const openapi: { info: { version: string }; components: { schemas: Record
   readFileSync(PROTOCOL_FILE, "utf8"),
 );
 
-const ajv = new Ajv2020({ strict: false, allErrors: false });
-addFormats.default(ajv);
-ajv.addSchema(openapi, "openapi.json");
+/** The validator, made at the first request body (Ajv and its formats are not loaded before). */
+let ajv: Ajv | undefined;
+function validator(): Ajv {
+  if (ajv) return ajv;
+  const require = createRequire(import.meta.url);
+  const { Ajv2020 } = require("ajv/dist/2020.js") as typeof import("ajv/dist/2020.js");
+  ajv = new Ajv2020({ strict: false, allErrors: false });
+  (require("ajv-formats") as typeof addFormatsModule).default(ajv);
+  ajv.addSchema(openapi, "openapi.json");
+  return ajv;
+}
 
 const compiled = new Map<string, ValidateFunction>();
 
@@ -25,7 +34,7 @@ const compiled = new Map<string, ValidateFunction>();
 export function validateSchema(name: string, value: unknown): string | null {
   let validate = compiled.get(name);
   if (!validate) {
-    validate = ajv.compile({ $ref: `openapi.json#/components/schemas/${name}` });
+    validate = validator().compile({ $ref: `openapi.json#/components/schemas/${name}` });
     compiled.set(name, validate);
   }
   return validate(value) ? null : describe(validate.errors?.[0]);

@@ -2,7 +2,7 @@
  * Where users come from: a users file with hashed passwords, or one shared password with any user name.
  */
 import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { parseYaml } from "../config/yaml.js";
 import { isPasswordHash, secretsEqual, verifyPassword } from "./passwords.js";
 
 export interface User {

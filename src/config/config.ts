@@ -19,6 +19,7 @@ export interface GatewayConfig {
   stateDir: string;
   tls: { cert: string; key: string } | null;
   log: { level: string; format: "auto" | "json" | "pretty" };
+  relay: "auto" | "splice" | "js";
   auth: {
     mode: "password" | "users";
     password: string | null;
@@ -118,6 +119,7 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
     stateDir: str("state_dir") ?? join(env.XDG_STATE_HOME || join(homedir(), ".local", "state"), "dask-gateway-swarm"),
     tls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey } : null,
     log: { level: str("log.level")!, format: str("log.format") as GatewayConfig["log"]["format"] },
+    relay: str("relay") as GatewayConfig["relay"],
     auth: {
       mode: str("auth.mode") as GatewayConfig["auth"]["mode"],
       password: str("auth.password"),

@@ -3,7 +3,7 @@
  * and validates each against its definition so that an error names the setting and where it came from.
  */
 import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { parseYaml } from "./yaml.js";
 import { SETTINGS, envName, type JsonValue, type SettingDef, type SettingValue } from "./settings.js";
 
 export class ConfigError extends Error {}

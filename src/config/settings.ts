@@ -38,6 +38,7 @@ export const SETTINGS: readonly SettingDef[] = [
   def("state_dir", "string", null, "Directory for the gateway's own state (generated password, cluster records, local cluster work directories). Default: $XDG_STATE_HOME/dask-gateway-swarm or ~/.local/state/dask-gateway-swarm."),
   def("tls.cert", "string", null, "PEM certificate file: serve the public API as HTTPS (scheduler traffic is always end-to-end TLS)."),
   def("tls.key", "string", null, "PEM private key file for `tls.cert`."),
+  def("relay", "enum", "auto", "How scheduler connections are relayed: `splice` moves the bytes in the kernel (Linux, the native addon `make build` compiles), `js` through Node streams, `auto` splice where the addon loads, else js. The path in use is logged at start.", { choices: ["auto", "splice", "js"] }),
   def("log.level", "enum", "info", "Log level.", { choices: ["trace", "debug", "info", "warn", "error", "fatal", "silent"] }),
   def("log.format", "enum", "auto", "Log format: JSON lines, human-readable, or auto (pretty on a terminal).", { choices: ["auto", "json", "pretty"] }),
 

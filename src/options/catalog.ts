@@ -3,7 +3,7 @@
  * Built-in options serve out of the box; `clusters.options_file` replaces them.
  */
 import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { parseYaml } from "../config/yaml.js";
 import type { GatewayConfig } from "../config/config.js";
 import type { ClusterConfig } from "../clusters/model.js";
 import { fieldSpec, parseOptions, validateFieldDefinition, type FieldDefinition } from "./fields.js";

@@ -9,6 +9,8 @@ import type { Server as HttpServer } from "node:http";
 import type { Server as HttpsServer } from "node:https";
 import type { Logger } from "../logging.js";
 import { MAX_HELLO_BYTES, classify } from "./clienthello.js";
+import { jsRelay } from "./js-relay.js";
+import type { Relay, RelayPath } from "./relay.js";
 
 export const SNI_PREFIX = "daskgateway-";
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -36,12 +38,14 @@ export interface PublicListenerOptions {
   backlog?: number;
   /** How long connecting to a scheduler may take before the client is closed (default 10 s, as the Go proxy). */
   connectTimeoutMs?: number;
+  /** How relayed bytes move once the scheduler is connected (default: the JavaScript path). */
+  relay?: RelayPath;
 }
 
 export class PublicListener {
   private readonly server: net.Server;
-  /** Each relayed client socket and its scheduler-side socket. */
-  private readonly relayed = new Map<net.Socket, net.Socket>();
+  /** Each relayed client socket and the relay that serves it (before the scheduler answers: both sockets). */
+  private readonly relayed = new Map<net.Socket, Relay>();
   private readonly pending = new Set<net.Socket>();
   private readonly counts: Record<Outcome, number> = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
 
@@ -78,10 +82,7 @@ export class PublicListener {
   /** Stops accepting and closes every relayed or undecided connection. */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const [client, upstream] of this.relayed) {
-      client.destroy();
-      upstream.destroy();
-    }
+    for (const relay of this.relayed.values()) relay.stop();
     for (const s of this.pending) s.destroy();
     await closed;
   }
@@ -146,21 +147,25 @@ export class PublicListener {
     if (!target) return this.reject(client, "unknown-cluster", `no running cluster named ${JSON.stringify(name.slice(0, 64))}`);
     this.count("tls-scheduler");
     const upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
-    this.relayed.set(client, upstream);
+    // Until the scheduler answers, stopping is closing both; then the relay path takes over.
+    let relay: Relay = {
+      stop: () => {
+        client.destroy();
+        upstream.destroy();
+      },
+    };
+    this.relayed.set(client, { stop: () => relay.stop() });
     this.opts.onSchedulerConnection?.(name, 1);
     let open = 2;
     let failed = false;
-    // pipe() forwards each side's end as a FIN to the other and honours backpressure. With allowHalfOpen,
-    // each socket is destroyed by autoDestroy only once it has both read and written its end, so a
-    // half-closed direction keeps working; an error on either side ends both at once.
     const fail = (err: Error) => {
       if (failed) return;
       failed = true;
       this.count("relay-error");
       this.opts.log.info({ cluster: name, err: err.message }, "relay closed on error");
-      client.destroy();
-      upstream.destroy();
+      relay.stop();
     };
+    // Each socket emits "close" once, whichever path destroys it: the count of open relays stays exact.
     const closed = () => {
       if (--open > 0) return;
       this.relayed.delete(client);
@@ -172,9 +177,7 @@ export class PublicListener {
       // Dask's messages are request/response: no Nagle delay on either hop.
       upstream.setNoDelay(true);
       client.setNoDelay(true);
-      upstream.write(head);
-      client.pipe(upstream);
-      upstream.pipe(client);
+      relay = (this.opts.relay ?? jsRelay).start(client, upstream, head, fail);
     });
     client.on("error", fail);
     upstream.on("error", fail);

@@ -4,11 +4,19 @@
  * ssl takes either, and it is made in about a millisecond instead of a hundred, which bounds how fast
  * clusters can be created. Generation runs off the event loop (WebCrypto).
  */
-import "reflect-metadata";
 import { webcrypto } from "node:crypto";
-import * as x509 from "@peculiar/x509";
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+/** @peculiar/x509, loaded at the first cluster (about 3 MiB of heap an idle gateway does not need). */
+let x509Module: Promise<typeof import("@peculiar/x509")> | undefined;
+function loadX509(): Promise<typeof import("@peculiar/x509")> {
+  x509Module ??= (async () => {
+    await import("reflect-metadata");
+    const x509 = await import("@peculiar/x509");
+    x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+    return x509;
+  })();
+  return x509Module;
+}
 
 const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
 const DAY_MS = 86_400_000;
@@ -22,6 +30,7 @@ export interface Keypair {
 
 /** Makes the credentials of one cluster; the SAN carries the bare cluster name. */
 export async function newKeypair(clusterName: string): Promise<Keypair> {
+  const x509 = await loadX509();
   const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({

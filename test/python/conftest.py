@@ -263,12 +263,17 @@ def gateway(tmp_path_factory, users_file) -> RunningGateway:
     if REMOTE_URL:
         yield RunningGateway(REMOTE_URL, int(REMOTE_URL.rsplit(":", 1)[1]), Path("/nonexistent"), Path("/dev/null"), None)
         return
-    tmp = tmp_path_factory.mktemp("gateway")
-    options = tmp / "options.json"
-    options.write_text(json.dumps(SIX_OPTIONS))
-    gw = start_gateway(tmp, **{"auth.mode": "users", "auth.users_file": str(users_file), "clusters.options_file": str(options)})
+    gw = start_main_gateway(tmp_path_factory.mktemp("gateway"), users_file)
     yield gw
     stop_gateway(gw)
+
+
+def start_main_gateway(tmp: Path, users_file: Path, **settings) -> RunningGateway:
+    """A gateway set up as the session's main one (users file, options of all six types), plus `settings`."""
+    options = tmp / "options.json"
+    options.write_text(json.dumps(SIX_OPTIONS))
+    return start_gateway(tmp, **{"auth.mode": "users", "auth.users_file": str(users_file), "clusters.options_file": str(options),
+                                 **settings})
 
 
 @pytest.fixture

@@ -1,13 +1,33 @@
-"""One public port: scheduler TLS relayed by SNI, dashboards behind the gateway's auth (reference section 6)."""
+"""One public port: scheduler TLS relayed by SNI, dashboards behind the gateway's auth (reference section 6).
+Every test here runs once per relay path: splice (the native addon) and js."""
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 
 import pytest
 import requests
 
-from conftest import USERS, connect, wait_for
+from conftest import REMOTE_URL, USERS, connect, start_main_gateway, stop_gateway, wait_for
+
+RELAY_PATHS = ["splice", "js"]
+
+
+@pytest.fixture(scope="module", params=RELAY_PATHS)
+def gateway(request, tmp_path_factory, users_file):
+    """This module's own gateway, set up as the session's main one, once per relay path (the setting `relay`)."""
+    if REMOTE_URL:
+        pytest.skip("the relay path of a remote gateway is not ours to choose")
+    gw = start_main_gateway(tmp_path_factory.mktemp(f"proxy-{request.param}"), users_file, relay=request.param)
+    yield gw
+    stop_gateway(gw)
+
+
+def test_the_chosen_relay_path_is_logged(gateway):
+    mode = gateway.settings["relay"]
+    started = [json.loads(line) for line in gateway.log_text().splitlines() if line.startswith("{") and '"relay":' in line]
+    assert [entry["relay"] for entry in started] == [mode], started
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +179,11 @@ def test_dashboard_websocket_through_the_gateway(gateway, running):
     assert asyncio.run(refused()) == 401
 
 
-@pytest.fixture(scope="module")
-def orphaning(tmp_path_factory):
-    from conftest import start_gateway, stop_gateway
+@pytest.fixture(scope="module", params=RELAY_PATHS)
+def orphaning(request, tmp_path_factory):
+    from conftest import start_gateway
 
-    gw = start_gateway(tmp_path_factory.mktemp("orphan"), **{"auth.password": "pw", "clusters.orphan_timeout": "4"})
+    gw = start_gateway(tmp_path_factory.mktemp("orphan"), **{"auth.password": "pw", "clusters.orphan_timeout": "4", "relay": request.param})
     yield gw
     stop_gateway(gw)
 

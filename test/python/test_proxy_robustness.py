@@ -1,7 +1,7 @@
 """Hostile and broken input on the public port: random bytes, mutated and truncated ClientHellos, hellos for
 clusters that do not exist, oversized records, resets, and silent clients held open through the whole storm.
 The gateway closes them, counts them, keeps serving (REST and a real computation through the relay), and its
-open descriptors settle back to where they were."""
+open descriptors settle back to where they were. Once per relay path: splice (the native addon) and js."""
 from __future__ import annotations
 
 import os
@@ -98,10 +98,10 @@ def counters(gw) -> dict[str, float]:
     return {o: gw.metric(COUNTER, f'outcome="{o}"') for o in ("invalid", "unknown-cluster", "timeout", "tls-scheduler", "http")}
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory):
-    gw = start_gateway(tmp_path_factory.mktemp("robust"),
-                       **{"auth.password": "pw", "limits.hello_timeout": str(HELLO_TIMEOUT), "log.level": "warn"})
+@pytest.fixture(scope="module", params=["splice", "js"])
+def target(request, tmp_path_factory):
+    gw = start_gateway(tmp_path_factory.mktemp("robust"), **{"auth.password": "pw", "limits.hello_timeout": str(HELLO_TIMEOUT),
+                                                             "log.level": "warn", "relay": request.param})
     gateway = Gateway(gw.url, auth=BasicAuth("rob", "pw"))
     cluster = gateway.new_cluster()
     cluster.scale(1)
