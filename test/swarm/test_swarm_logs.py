@@ -67,10 +67,14 @@ def test_service_logs_follow_and_nodes(url):
         assert len(lines) == 5 and all(LINE.match(line) for line in lines), text
         assert "distributed" in requests.get(f"{url}/api/v1/clusters/{name}/logs/scheduler", auth=AUTH).text
 
-        nodes = requests.get(f"{url}/api/v1/admin/nodes", auth=AUTH).json()
+        # A worker counts on its node once its task runs (its service, and so its log, exists before).
+        def nodes_with_the_worker():
+            view = requests.get(f"{url}/api/v1/admin/nodes", auth=AUTH).json()
+            return view if sum(n.get("workers", 0) for n in view["nodes"]) == 1 else None
+
+        nodes = wait_for(nodes_with_the_worker, 120, "the worker counted on its node")
         assert nodes["backend"] == "swarm"
         assert sum(n.get("schedulers", 0) for n in nodes["nodes"]) >= 1
-        assert sum(n.get("workers", 0) for n in nodes["nodes"]) == 1
         assert all(n["state"] in ("ready", "down", "unknown", "disconnected") and n["cores"] > 0 for n in nodes["nodes"])
 
         # Follow the worker, then take it away: the response ends by itself.
