@@ -70,8 +70,9 @@ def gateway_url(nodes, tmp_path_factory):
     """The gateway `make up` deploys, reconfigured as an operator would: the options file as a Docker config."""
     subprocess.run([str(ROOT / "scripts" / "up.sh")], check=True, stdout=subprocess.DEVNULL, env={**os.environ, "POOL_SIZE": "0"})
     password = (Path.home() / ".local/state/dask-gateway-swarm/swarm-password").read_text().strip()
-    # A plain Python image, as an operator might list by mistake: it has no dask.
-    sh(str(ROOT / "scripts" / "registry.sh"), "push", "dgw-base-python:bookworm")
+    # The operator publishes the images of the allow-list (make up pushes the sidecar by its hash tag only), and a
+    # plain Python image, as one might list by mistake: it has no dask.
+    sh(str(ROOT / "scripts" / "registry.sh"), "push", "dgw-sidecar:latest", "dgw-base-python:bookworm")
     remove_volumes(nodes)
     (SHARED / "data").mkdir(parents=True, exist_ok=True)
     os.chmod(SHARED / "data", 0o777)  # the dask user (uid 1000) writes there
