@@ -56,8 +56,7 @@ OPTIONS = {
         {"type": "bool", "field": "project_data", "target": "mounts.shared"},
         {"type": "select", "field": "data", "target": "mounts",
          "options": [{"key": "none", "value": []}, {"key": "home", "value": "home"}, {"key": "refs", "value": "refs"}]},
-        {"type": "select", "field": "stack", "target": "image",
-         "options": [{"key": "dask (sidecar)", "value": "dgw-sidecar:latest"}, {"key": "plain python", "value": "dgw-base-python:bookworm"}]},
+        {"type": "select", "field": "stack", "target": "image", "options": ["filled in by the fixture"]},
         {"type": "int", "field": "worker_gpus", "default": 0, "min": 0, "max": 4, "target": "resources.GPU"},
     ],
 }
@@ -70,16 +69,20 @@ def gateway_url(nodes, tmp_path_factory):
     """The gateway `make up` deploys, reconfigured as an operator would: the options file as a Docker config."""
     subprocess.run([str(ROOT / "scripts" / "up.sh")], check=True, stdout=subprocess.DEVNULL, env={**os.environ, "POOL_SIZE": "0"})
     password = (Path.home() / ".local/state/dask-gateway-swarm/swarm-password").read_text().strip()
-    # The operator publishes the images of the allow-list (make up pushes the sidecar by its hash tag only), and a
-    # plain Python image, as one might list by mistake: it has no dask.
-    sh(str(ROOT / "scripts" / "registry.sh"), "push", "dgw-sidecar:latest", "dgw-base-python:bookworm")
+    # A plain Python image, as an operator might list by mistake: it has no dask.
+    sh(str(ROOT / "scripts" / "registry.sh"), "push", "dgw-base-python:bookworm")
     remove_volumes(nodes)
     (SHARED / "data").mkdir(parents=True, exist_ok=True)
     os.chmod(SHARED / "data", 0o777)  # the dask user (uid 1000) writes there
     (SHARED / "refs").mkdir(exist_ok=True)
     (SHARED / "refs" / "README").write_text("reference data\n")
+    # The sidecar as the README's stack example lists it: the image make up pinned (pushed by its hash tag only).
+    env = sh("docker", "service", "inspect", "dgw_gateway", "--format", "{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}")
+    sidecar = next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("DGW_SWARM_IMAGE="))
+    stacks = [{"key": "dask (sidecar)", "value": sidecar}, {"key": "plain python", "value": "dgw-base-python:bookworm"}]
     options = tmp_path / "options.yaml"
-    options.write_text(yaml.safe_dump(OPTIONS))
+    options.write_text(yaml.safe_dump({**OPTIONS, "options": [
+        {**o, "options": stacks} if o["field"] == "stack" else o for o in OPTIONS["options"]]}))
     config = f"dgw-test-data-options-{int(time.time())}"
     sh("docker", "config", "create", config, str(options))
     update = ["docker", "service", "update", "--quiet", "dgw_gateway"]
