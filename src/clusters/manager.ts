@@ -11,12 +11,12 @@ import type { User } from "../auth/users.js";
 import { newKeypair } from "../tls/keypair.js";
 import { clampAdapt, clampScale } from "../options/limits.js";
 import type { OptionsCatalog } from "../options/catalog.js";
-import { schedulerNeedsUser } from "../options/mounts.js";
 import { applyHeartbeat, decideScale, workerStartAllowance, type HeartbeatMessage } from "./heartbeat.js";
 import {
   Job, activeWorkers, isActive, isUserCluster, publicStatus,
   type ClusterConfig, type ClusterRecord, type ClusterStatus, type RecycleReason, type WorkerRecord,
 } from "./model.js";
+import { describeVersions, schedulerLaunch, type LaunchIdentity } from "./launch.js";
 import { poolKey, type PoolHost, type PoolOptionSet, type WarmPool } from "./pool.js";
 import { claimScheduler, schedulerVersions, sendToScheduler, type SchedulerMessage } from "./scheduler-api.js";
 import type { ClusterStore } from "./store.js";
@@ -425,7 +425,7 @@ export class ClusterManager {
   }
 
   private versionsEvent(c: ClusterRecord): void {
-    if (c.versions) this.event(c, "versions", Object.entries(c.versions).map(([pkg, v]) => `${pkg} ${v}`).join(", "));
+    if (c.versions) this.event(c, "versions", describeVersions(c.versions));
   }
 
   private async checkScale(c: ClusterRecord): Promise<void> {
@@ -603,17 +603,9 @@ export class ClusterManager {
     return this.launchOf(c, c.config, c.pool !== undefined);
   }
 
-  /** A warm scheduler starts with idle timeout 0: the claim arms the user's (backends/pool-preload.ts). */
-  private launchOf(identity: Pick<ClusterRecord, "name" | "user" | "token" | "tlsCert" | "tlsKey">, config: ClusterConfig, warm: boolean): SchedulerLaunch {
-    return {
-      name: identity.name, user: identity.user, token: identity.token, tlsCert: identity.tlsCert, tlsKey: identity.tlsKey,
-      apiUrl: this.opts.apiUrl, heartbeatPeriod: this.opts.clusters.heartbeatPeriod,
-      adaptivePeriod: this.opts.clusters.adaptivePeriod, idleTimeout: warm ? 0 : config.idleTimeout,
-      schedulerCores: config.schedulerCores, schedulerMemoryBytes: config.schedulerMemoryBytes,
-      environment: config.environment, image: config.image, ...(warm ? { warm } : {}),
-      mounts: config.mounts ?? [], workerResources: config.workerResources ?? {},
-      ...(schedulerNeedsUser(config.mounts ?? []) ? { mountsUser: identity.user } : {}),
-    };
+  private launchOf(identity: LaunchIdentity, config: ClusterConfig, warm: boolean): SchedulerLaunch {
+    const { heartbeatPeriod, adaptivePeriod } = this.opts.clusters;
+    return schedulerLaunch(identity, config, warm, { apiUrl: this.opts.apiUrl, heartbeatPeriod, adaptivePeriod });
   }
 
   // ---- The warm pool's hooks (the pool decides how many and which; the lifecycle stays here) -----
