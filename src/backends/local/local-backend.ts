@@ -52,7 +52,7 @@ export class LocalBackend implements Backend {
     if (Object.keys(launch.workerResources).length > 0) {
       throw new BackendError(`each worker asks for ${describeResources(launch.workerResources)}, but the local backend has no generic resources (GPUs...): they come from Docker Swarm nodes`);
     }
-    const dask = this.daskFor(launch);
+    this.daskFor(launch); // an image that is no Python environment fails before anything is made
     await prepareMounts(launch, this.options.volumesDir, "scheduler");
     const workdir = join(this.options.clustersDir, launch.name);
     if (await mkdir(workdir, { recursive: true, mode: 0o700 })) this.ownDirs.add(workdir);
@@ -71,7 +71,7 @@ export class LocalBackend implements Backend {
       DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__CERT: certs.cert,
       DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY: certs.key,
     };
-    const pid = await this.spawn(dask, workdir, "scheduler.log", args, { ...env, DASK_DISTRIBUTED__COMM__TLS__CA_FILE: certs.cert, DASK_GATEWAY_API_TOKEN: certs.token });
+    const pid = await this.spawn(launch, workdir, "scheduler.log", args, { ...env, DASK_DISTRIBUTED__COMM__TLS__CA_FILE: certs.cert, DASK_GATEWAY_API_TOKEN: certs.token });
     return { workdir, pid };
   }
 
@@ -112,7 +112,7 @@ export class LocalBackend implements Backend {
       DASK_DISTRIBUTED__COMM__TLS__WORKER__CERT: certs.cert,
       DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY: certs.key,
     };
-    const pid = await this.spawn(this.daskFor(launch.cluster), workdir, `worker-${launch.workerName}.log`, args, env);
+    const pid = await this.spawn(launch.cluster, workdir, `worker-${launch.workerName}.log`, args, env);
     return { pid };
   }
 
@@ -172,12 +172,14 @@ export class LocalBackend implements Backend {
     return launch.image === null ? `the gateway's Python environment (${this.dask})` : `the Python environment ${launch.image}`;
   }
 
-  private async spawn(dask: string, workdir: string, logName: string, args: string[], env: Record<string, string>): Promise<number> {
+  /** Starts the `dask` of the cluster's stack; one that has none fails with the reason. */
+  private async spawn(launch: SchedulerLaunch, workdir: string, logName: string, args: string[], env: Record<string, string>): Promise<number> {
+    const dask = this.daskFor(launch);
     try {
       return await spawnLogged({ command: dask, args, cwd: workdir, env, logFile: join(workdir, "logs", logName), niceness: this.options.niceness ?? 0 });
     } catch (err) {
       const message = `cannot start '${dask}': ${(err as Error).message}`;
-      throw new BackendError(missingDaskReason(message, dask.endsWith("/bin/dask") ? `the Python environment ${dirname(dirname(dask))}` : dask) ?? message);
+      throw new BackendError(missingDaskReason(message, this.stackName(launch)) ?? message);
     }
   }
 
