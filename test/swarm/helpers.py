@@ -25,9 +25,12 @@ def wait_for(predicate, timeout=90.0, what="condition"):
 
 def services(cluster: str, role: str | None = None) -> list[dict]:
     labels = [f"label=dask-gateway.cluster={cluster}"] + ([f"label=dask-gateway.role={role}"] if role else [])
-    ids = sh("docker", "service", "ls", "-q", *sum((["--filter", f] for f in labels), [])).split()
+    return inspect_services(sh("docker", "service", "ls", "-q", *sum((["--filter", f] for f in labels), [])).split())
+
+
+def inspect_services(ids: list[str]) -> list[dict]:
+    """The specs of these services; one removed between the listing and the inspection (it answers `[]`) is skipped."""
     found = [subprocess.run(["docker", "service", "inspect", i], capture_output=True, text=True).stdout for i in ids]
-    # A service removed between the listing and the inspection answers `[]`: skip it.
     return [spec for text in found if text.strip().startswith("[") for spec in json.loads(text)[:1]]
 
 

@@ -17,7 +17,7 @@ import requests
 from dask_gateway import BasicAuth, Gateway
 from dask_gateway.client import GatewayWarning
 
-from helpers import ROOT, services, sh, wait_for, worker_nodes
+from helpers import ROOT, inspect_services, services, sh, wait_for, worker_nodes
 
 URL = "http://127.0.0.1:8000"
 LABEL = "dask-gateway.gateway"
@@ -307,7 +307,7 @@ def warm_services(gw: Gateway) -> dict[str, str]:
     """The warm pool's scheduler services: cluster name -> service id. They were started for no user (an empty user
     label, which a claimed one keeps: its owner is in the gateway's record), so alice's own clusters are left out."""
     ids = sh("docker", "service", "ls", "-q", "--filter", "label=dask-gateway.role=scheduler").split()
-    specs = [json.loads(t)[0] for t in (sh("docker", "service", "inspect", i, check=False) for i in ids) if t.startswith("[")]
+    specs = inspect_services(ids)
     mine = {c.name for c in gw.list_clusters()}
     return {s["Spec"]["Labels"]["dask-gateway.cluster"]: s["ID"] for s in specs
             if s["Spec"]["Labels"].get("dask-gateway.user") == "" and s["Spec"]["Labels"]["dask-gateway.cluster"] not in mine}
