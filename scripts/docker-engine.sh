@@ -61,7 +61,10 @@ if ! docker info >/dev/null 2>&1; then
     # No userland proxy: with it, a loopback connection to a published port is accepted and then closed
     # while the service restarts, which distributed's reconnect does not retry; without it, the
     # connection is refused until the new task listens, and clients reconnect by themselves.
-    as_root bash -c 'setsid nohup dockerd --userland-proxy=false >>/var/log/dockerd.log 2>&1 </dev/null &'
+    # Descriptors above 2 are closed first: the daemon outlives this script and would otherwise hold whatever its
+    # caller had open (a lock taken with flock around this script was held until dockerd stopped).
+    as_root bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+      setsid nohup dockerd --userland-proxy=false >>/var/log/dockerd.log 2>&1 </dev/null &'
   fi
   deadline=$(( $(date +%s) + ${DOCKERD_WAIT:-60} ))
   until docker info >/dev/null 2>&1; do
