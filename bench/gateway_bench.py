@@ -524,6 +524,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few iterations, to check the program (results not for keeping)")
     parser.add_argument("--only", default="start,pool,api,relay,scale,scaleout", help="comma-separated sections to run")
     parser.add_argument("--out", default=str(BENCH / "results"), help="directory for gateway.{json,md,png}")
+    parser.add_argument("--relay-rounds", type=int, default=3, help="rounds of section 3 (more rounds, steadier ratios)")
     args = parser.parse_args()
     gc.disable()  # collected on the main thread between clusters (first_result_once)
     only = set(args.only.split(","))
@@ -550,7 +551,7 @@ def main() -> None:
                     if proxy is None:
                         data["unmeasured"]["relay (reference)"] = "the dask-gateway-server wheel ships no dask-gateway-proxy binary"
                     log("section 3: relay")
-                    data["relay"] = section_relay(servers, 1 if q else 3, 16 if q else 96, 8, 60 if q else 300)
+                    data["relay"] = section_relay(servers, 1 if q else args.relay_rounds, 16 if q else 96, 8, 60 if q else 300)
                 if "scale" in only:
                     log("section 4: scale(8)")
                     data["scale"] = section_scale(servers, 1 if q else 2, 8)
