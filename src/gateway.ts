@@ -10,6 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createApp } from "./api/app.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { resolveSharedPassword, type SharedPassword } from "./auth/shared-password.js";
+import { FailureThrottle } from "./auth/throttle.js";
 import { sharedPasswordStore, usersFileStore, type User, type UserStore } from "./auth/users.js";
 import { mayAct } from "./api/auth-middleware.js";
 import type { Backend } from "./backends/backend.js";
@@ -51,7 +52,18 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   const store: UserStore = password
     ? sharedPasswordStore(password.password, config.auth.adminUsers)
     : usersFileStore(requireSetting(config.auth.usersFile, "auth.users_file is required when auth.mode is users"), config.auth.adminUsers);
-  const auth = new Authenticator(store, config.auth.cookieMaxAge);
+  const authLog = log.child({ component: "auth" });
+  const throttle = new FailureThrottle({
+    maxFailures: config.auth.maxFailures,
+    windowSeconds: config.auth.failureWindow,
+    events: {
+      failed: () => metrics.authFailures.inc(),
+      refused: () => metrics.authThrottled.inc(),
+      throttled: (user, address, seconds) =>
+        authLog.warn({ user, address, failures: config.auth.maxFailures, seconds }, "too many wrong passwords: this user name is refused from this address for a while"),
+    },
+  });
+  const auth = new Authenticator(store, config.auth.cookieMaxAge, Date.now, throttle);
   const catalog = loadCatalog(config);
   const poolSets = poolOptionSets(config, catalog); // checked before the backend does anything
   const backend = await createBackend(config, log);

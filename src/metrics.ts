@@ -1,5 +1,6 @@
 /**
- * Prometheus metrics of the gateway (served at /api/metrics): requests, clusters, relayed connections, the warm pool.
+ * Prometheus metrics of the gateway (served at /api/metrics): requests, clusters, relayed connections, failed
+ * sign-ins, the warm pool.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { ClaimResult, PoolCount, PoolMetrics } from "./clusters/pool.js";
@@ -25,6 +26,16 @@ export class Metrics implements PoolMetrics {
     name: "dask_gateway_connections_total",
     help: "Connections accepted on the public port, by outcome.",
     labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: "dask_gateway_auth_failures_total",
+    help: "Passwords checked and found wrong (API, dashboards, the page's sign-in).",
+    registers: [this.registry],
+  });
+  readonly authThrottled = new Counter({
+    name: "dask_gateway_auth_throttled_total",
+    help: "Sign-in attempts refused with 429 without a password check: their client address failed auth.max_failures times for that user name.",
     registers: [this.registry],
   });
   readonly poolSchedulers: Gauge<"key" | "state">;

@@ -20,7 +20,8 @@ export class Unauthorized extends Error {
 export async function authenticateUser(ctx: Context, auth: Authenticator): Promise<User> {
   const fromCookie = auth.fromCookie(ctx.cookies.get(auth.cookieName));
   if (fromCookie) return fromCookie;
-  const user = await auth.fromHeader(ctx.get("authorization") || undefined);
+  // ctx.ip is the socket's peer: the app does not trust X-Forwarded-For (proxy: false).
+  const user = await auth.fromHeader(ctx.get("authorization") || undefined, ctx.ip);
   if (!user) throw new Unauthorized("Basic");
   // The cookie is set only if the handler succeeds, as the reference does.
   ctx.state.issueCookieFor = user;

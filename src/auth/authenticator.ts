@@ -1,8 +1,10 @@
 /**
  * Turns request headers into a user: a session cookie when one is valid, else Basic credentials.
  * Mirrors the reference: no credentials means a 401 challenge, success issues one cookie per user.
+ * Every password check goes through the failure throttle (throttle.ts), whichever edge it comes from.
  */
 import { randomBytes } from "node:crypto";
+import { FailureThrottle } from "./throttle.js";
 import type { User, UserStore } from "./users.js";
 
 export type BasicCredentials = { name: string; password: string };
@@ -44,6 +46,7 @@ export class Authenticator {
     private readonly store: UserStore,
     private readonly maxAgeSeconds: number,
     private readonly now: () => number = Date.now,
+    private readonly throttle: FailureThrottle = FailureThrottle.off(),
   ) {}
 
   /** The user of a valid session cookie, or undefined. */
@@ -59,16 +62,19 @@ export class Authenticator {
     return session.user;
   }
 
-  /** Checks Basic credentials; null for missing, malformed or wrong ones. */
-  async fromHeader(header: string | undefined): Promise<User | null> {
+  /**
+   * Checks Basic credentials sent from `address` (the client's, as the socket gives it); null for missing,
+   * malformed or wrong ones. Throws Throttled when that address failed too often for that user name.
+   */
+  async fromHeader(header: string | undefined, address: string): Promise<User | null> {
     const creds = parseBasic(header);
     if (!creds) return null;
-    return this.store.check(creds.name, creds.password);
+    return this.check(creds.name, creds.password, address);
   }
 
-  /** Checks a user name and password (the page's sign-in form); null when wrong. */
-  async check(name: string, password: string): Promise<User | null> {
-    return this.store.check(name, password);
+  /** Checks a user name and password from `address` (also the page's sign-in form); null when wrong; may throw Throttled. */
+  async check(name: string, password: string, address: string): Promise<User | null> {
+    return this.throttle.guard(name, address, () => this.store.check(name, password));
   }
 
   /** The session cookie for a user (one per user name, as in the reference) and its Max-Age. */

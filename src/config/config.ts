@@ -27,6 +27,9 @@ export interface GatewayConfig {
     usersFile: string | null;
     adminUsers: string[];
     cookieMaxAge: number;
+    /** Wrong passwords per client address and user name within failureWindow seconds (0: no limit). */
+    maxFailures: number;
+    failureWindow: number;
   };
   backend: "local" | "swarm";
   local: { daskCommand: string | null; niceness: number };
@@ -127,6 +130,8 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
       usersFile: str("auth.users_file"),
       adminUsers: flat.get("auth.admin_users") as string[],
       cookieMaxAge: num("auth.cookie_max_age")!,
+      maxFailures: num("auth.max_failures")!,
+      failureWindow: num("auth.failure_window")!,
     },
     backend: str("backend") as GatewayConfig["backend"],
     local: { daskCommand: str("local.dask_command"), niceness: num("local.niceness")! },

@@ -47,6 +47,8 @@ export const SETTINGS: readonly SettingDef[] = [
   def("auth.password_file", "string", null, "File holding the shared password (mode `password`), e.g. a Docker secret."),
   def("auth.users_file", "string", null, "YAML or JSON users file (mode `users`): `users: {alice: {password: <hash from 'hash-password'>, admin: false}}`."),
   def("auth.admin_users", "list", [], "User names with the admin role (they may list and stop every user's clusters). Comma-separated in env and flags."),
+  def("auth.max_failures", "int", 10, "Wrong passwords one client address may send for one user name (API, dashboards, the page's sign-in) within auth.failure_window seconds of the first; then that address and name are refused with 429 and Retry-After for auth.failure_window seconds, even with the right password. A success resets the count; other names and addresses are not affected; sessions already open go on. 0: no limit.", { min: 0 }),
+  def("auth.failure_window", "number", 60, "Seconds over which auth.max_failures counts wrong passwords, and for which an address and user name that reached it are refused.", { min: 1 }),
   def("auth.cookie_max_age", "int", 300, "Seconds a session cookie stays valid on the server (the cookie's Max-Age is twice this, as in the reference).", { min: 1 }),
 
   def("backend", "enum", "local", "Where clusters run: `local` processes or `swarm` services.", { choices: ["local", "swarm"] }),

@@ -6,6 +6,7 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Middleware } from "koa";
 import type { Authenticator } from "../auth/authenticator.js";
+import { Throttled } from "../auth/throttle.js";
 import type { User } from "../auth/users.js";
 import { proxyHttp, proxyUpgrade, stripClusterPrefix } from "./dashboard-proxy.js";
 
@@ -56,8 +57,12 @@ export function dashboardUpgrade(deps: DashboardDeps) {
     socket.on("error", () => socket.destroy());
     const route = stripClusterPrefix(req.url ?? "");
     void (async () => {
-      const user = route ? await userOf(deps.auth, req, cookieValue(req, deps.auth.cookieName)) : null;
       if (!route) return reject(socket, 404, "Not Found");
+      const user = await userOf(deps.auth, req, cookieValue(req, deps.auth.cookieName)).catch((err: unknown) => {
+        if (err instanceof Throttled) return err;
+        throw err;
+      });
+      if (user instanceof Throttled) return reject(socket, 429, "Too Many Requests", `Retry-After: ${user.retryAfter}\r\n`);
       if (!user) return reject(socket, 401, "Unauthorized", `WWW-Authenticate: ${CHALLENGE}\r\n`);
       if (!deps.exists(route.name)) return reject(socket, 404, "Not Found");
       if (!deps.canAct(user, route.name)) return reject(socket, 403, "Forbidden");
@@ -68,8 +73,9 @@ export function dashboardUpgrade(deps: DashboardDeps) {
   };
 }
 
+/** The user of the cookie, else of Basic credentials from the socket's peer (as Koa's ctx.ip without `proxy`); may throw Throttled. */
 async function userOf(auth: Authenticator, req: IncomingMessage, cookie: string | undefined): Promise<User | null> {
-  return auth.fromCookie(cookie) ?? (await auth.fromHeader(req.headers.authorization));
+  return auth.fromCookie(cookie) ?? (await auth.fromHeader(req.headers.authorization, req.socket.remoteAddress ?? ""));
 }
 
 function cookieValue(req: IncomingMessage, name: string): string | undefined {

@@ -81,7 +81,7 @@ export function addWebRoutes(deps: WebDeps): (router: Router) => void {
       const password = body?.password;
       if (typeof name !== "string" || name === "" || name.length > 256) throw new PublicError(422, "field 'name' must be a user name (1 to 256 characters)");
       if (typeof password !== "string" || password.length > 4096) throw new PublicError(422, "field 'password' must be a string");
-      const user = await auth.check(name, password);
+      const user = await auth.check(name, password, ctx.ip); // throws Throttled (429) when this address failed too often
       if (!user) {
         ctx.status = 401; // no challenge: the page shows the message under its form
         ctx.body = { error: "wrong user name or password" };

@@ -1,7 +1,8 @@
 """The web page in a real headless Chromium (Debian's, driven by Playwright) against the real gateway and real dask
 processes: sign-in, the create form (a 422 shown at its field, then RUNNING), live worker counts after a scale, the
 dashboard, a worker's log, stop with its confirmation, the operators' view (and a second user who sees nothing of
-it), a forged cross-site request, no console error or CSP violation, a path prefix, and a 400 px wide screen.
+it), throttled sign-ins, a forged cross-site request, no console error or CSP violation, a path prefix, and a 400 px
+wide screen.
 Screenshots of every screen go to test-artifacts/web (docs/screenshots with DGW_UPDATE_SCREENSHOTS=1)."""
 from __future__ import annotations
 
@@ -238,6 +239,20 @@ def test_forged_cross_site_requests_are_rejected(gateway, watched):
         assert requests.post(url, json={"count": 0}, auth=api_auth("alice")).status_code == 200
     finally:
         stop(gateway, name)
+
+
+def test_sign_in_form_shows_the_throttle_after_too_many_wrong_passwords(gateway, watched):
+    # With the default auth.max_failures, for a name no other test signs in with (the refusal is per name and address).
+    tries = [requests.post(f"{gateway.url}/ui/session", json={"name": "mallory", "password": "guess"}, headers={"Origin": gateway.url})
+             for _ in range(10)]
+    assert [r.status_code for r in tries] == [401] * 10
+    w = watched()
+    w.page.goto(gateway.url + "/")
+    w.page.get_by_label("User name").fill("mallory")
+    w.page.get_by_label("Password").fill("guess")
+    w.page.get_by_role("button", name="Sign in").click()
+    w.page.get_by_role("alert").filter(has_text=re.compile(r"too many failed sign-ins .*try again in \d+ s")).wait_for()
+    assert w.problems(allowed=("status of 429",)) == []
 
 
 def test_page_works_under_a_path_prefix(gateway, watched):

@@ -53,7 +53,7 @@ describe("Authenticator", () => {
   it("issues one cookie per user that expires server-side", async () => {
     let now = 0;
     const auth = new Authenticator(sharedPasswordStore("pw", []), 300, () => now);
-    const user = await auth.fromHeader(basic("alice:pw"));
+    const user = await auth.fromHeader(basic("alice:pw"), "127.0.0.1");
     expect(user?.name).toBe("alice");
     const c1 = auth.issueCookie(user!);
     expect(c1.maxAge).toBe(600);
