@@ -524,7 +524,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few iterations, to check the program (results not for keeping)")
     parser.add_argument("--only", default="start,pool,api,relay,scale,scaleout", help="comma-separated sections to run")
     parser.add_argument("--out", default=str(BENCH / "results"), help="directory for gateway.{json,md,png}")
-    parser.add_argument("--relay-rounds", type=int, default=3, help="rounds of section 3 (more rounds, steadier ratios)")
+    parser.add_argument("--relay-rounds", type=int, default=10, help="rounds of section 3 (each takes about 2 s; more rounds, steadier ratios)")
     args = parser.parse_args()
     gc.disable()  # collected on the main thread between clusters (first_result_once)
     only = set(args.only.split(","))
