@@ -85,6 +85,7 @@ function respondError(ctx: Context, err: unknown, log: Logger): void {
     ctx.body = { error: err.message };
   } else if (err instanceof PublicError) {
     ctx.status = err.status;
+    if (err.retryAfter !== undefined) ctx.set("Retry-After", String(err.retryAfter));
     ctx.body = { error: err.message };
   } else if (isHttpError(err) && err.status < 500) {
     ctx.status = err.status;

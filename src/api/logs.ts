@@ -33,6 +33,8 @@ export interface LogRouteDeps {
 const WORKER_NAME = /^[0-9a-f]{32}$/;
 /** After its component ends, a follower gets this long for the last lines before it ends. */
 const END_GRACE_MS = 1_500;
+/** The Retry-After of a read refused at logs.max_streams: reads end as their clients leave, so soon. */
+const RETRY_SECONDS = 5;
 
 /** Adds the two log endpoints to the API router. */
 export function addLogRoutes(deps: LogRouteDeps): (router: Router) => void {
@@ -48,7 +50,7 @@ export function addLogRoutes(deps: LogRouteDeps): (router: Router) => void {
       const query = parseLogQuery(ctx.query, Date.now());
       if (!query.ok) throw new PublicError(422, query.error);
       const component = componentOf(cluster, ctx.params.component!);
-      if (streams >= deps.maxStreams) throw new PublicError(429, `${streams} logs are being read, the limit set by logs.max_streams; try again shortly`);
+      if (streams >= deps.maxStreams) throw new PublicError(429, `${streams} logs are being read, the limit set by logs.max_streams; try again shortly`, RETRY_SECONDS);
       streams++;
       let source: Readable | null = null;
       try {

@@ -24,7 +24,8 @@ import { WorkQueue } from "./workqueue.js";
 
 /** An error whose message is meant for the user, with the HTTP status that carries it. */
 export class PublicError extends Error {
-  constructor(readonly status: number, message: string) {
+  /** `retryAfter`: whole seconds a refused client should wait (sent as Retry-After with its 429). */
+  constructor(readonly status: number, message: string, readonly retryAfter?: number) {
     super(message);
   }
 }
@@ -574,7 +575,8 @@ export class ClusterManager {
     const now = this.now();
     const recent = (this.recentCreates.get(user) ?? []).filter((t) => now - t < 60_000);
     if (recent.length >= this.opts.limits.createRate) {
-      throw new PublicError(429, `user ${user} created ${recent.length} clusters in the last minute, the limit set by limits.create_rate; try again shortly`);
+      const wait = Math.max(1, Math.ceil((60_000 - (now - recent[0]!)) / 1000)); // until the oldest leaves the minute
+      throw new PublicError(429, `user ${user} created ${recent.length} clusters in the last minute, the limit set by limits.create_rate; try again in ${wait} s`, wait);
     }
     recent.push(now);
     this.recentCreates.set(user, recent);

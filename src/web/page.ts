@@ -12,6 +12,9 @@ import { CONTENT_SECURITY_POLICY, INDEX_HTML, loadAssets, type Asset } from "./a
 import type { CsrfTokens } from "./csrf.js";
 import type { LiveHub } from "./live.js";
 
+/** The Retry-After of an event stream refused at its limits: streams end as pages close, so soon. */
+const RETRY_SECONDS = 5;
+
 export const SIGN_IN_PATH = "/ui/session";
 /** The page marks its own requests, so that a 401 carries no Basic challenge (which would pop up a password dialog). */
 export const PAGE_HEADER = "x-dgw-page";
@@ -105,7 +108,7 @@ export function addWebRoutes(deps: WebDeps): (router: Router) => void {
       const all = ctx.query.scope === "all";
       if (all && !user.admin) throw new PublicError(403, `User ${user.name} is not an admin`);
       const refusal = deps.live.refusal(user.name);
-      if (refusal) throw new PublicError(429, refusal);
+      if (refusal) throw new PublicError(429, refusal, RETRY_SECONDS);
       ctx.status = 200;
       ctx.respond = false;
       deps.live.subscribe(ctx.res, user.name, all ? null : user.name);

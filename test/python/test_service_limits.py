@@ -27,6 +27,7 @@ def test_creation_rate_per_user(strict):
     refused = requests.post(url, json={}, auth=("ursula", "pw"))
     assert refused.status_code == 429
     assert "limits.create_rate" in refused.json()["error"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60  # when the first of the two leaves the minute
     assert requests.post(url, json={}, auth=("victor", "pw")).status_code == 201  # per user
     for name in names:
         requests.delete(f"{url}{name}", auth=("ursula", "pw"))
