@@ -50,10 +50,12 @@ OPTIONS = {
          "driver_opts": {"type": "none", "o": "bind", "device": str(SHARED / "data")}},
         {"name": "home", "type": "user_volume", "source": "dgw-test-home-{user}", "target": "/home/dask", "env": "PERSIST_DIR"},
         {"name": "refs", "type": "bind", "source": str(SHARED / "refs"), "target": "/refs", "read_only": True},
+        {"name": "scratch", "type": "bind", "source": "/srv/dgw-test-scratch", "target": "/scratch", "workers_only": True},
     ],
     "options": [
         {"type": "float", "field": "worker_memory", "default": 0.5, "min": 0.25, "max": 2},
         {"type": "bool", "field": "project_data", "target": "mounts.shared"},
+        {"type": "bool", "field": "scratch", "default": False, "target": "mounts.scratch"},
         {"type": "select", "field": "data", "target": "mounts",
          "options": [{"key": "none", "value": []}, {"key": "home", "value": "home"}, {"key": "refs", "value": "refs"}]},
         {"type": "select", "field": "stack", "target": "image", "options": ["filled in by the fixture"]},
@@ -183,6 +185,32 @@ def test_a_read_only_bind_mount_can_be_read_not_written(alice):
             assert client.submit(lambda: open("/refs/README").read()).result(timeout=60) == "reference data\n"
             assert client.submit(try_write, pure=False).result(timeout=60) == "Read-only file system"
     assert not (SHARED / "refs" / "new.txt").exists()
+
+
+@pytest.mark.timeout(600)
+def test_a_bind_path_missing_on_a_node_fails_its_worker_with_dockers_reason_and_the_node_is_avoided(alice, gateway_url, nodes):
+    """The scratch mount's path exists on one node only, as a local disk one machine has: Docker rejects the workers
+    placed on the others, the worker-failed events give its reason, and those nodes are avoided; the worker on the
+    node that has the path runs and writes there."""
+    has_path = nodes[0]
+    sh("docker", "exec", has_path, "mkdir", "-p", "-m", "777", "/srv/dgw-test-scratch")
+    try:
+        with alice.new_cluster(scratch=True) as cluster:
+            cluster.scale(len(nodes) + 1)  # one worker per node: the manager and the three nodes
+            with cluster.get_client() as client:
+                (worker,) = workers_on(client, 1)
+                assert worker_nodes(cluster.name) == [has_path]
+                failed = wait_for(lambda: [e["message"] for e in events(gateway_url, cluster.name)["events"]
+                                           if e["kind"] == "worker-failed" and "bind source path does not exist" in e["message"]],
+                                  120, "worker-failed events with Docker's reason")
+                assert not any(has_path in message for message in failed), failed
+                with pytest.warns(Warning, match="avoids .*bind source path does not exist"):
+                    cluster.scale(len(nodes) + 1)
+                assert client.submit(lambda: open("/scratch/out.txt", "w").write("kept"), pure=False).result(timeout=60) == 4
+                assert client.run_on_scheduler(os.path.exists, "/scratch") is False  # a workers-only mount
+        assert sh("docker", "exec", has_path, "cat", "/srv/dgw-test-scratch/out.txt") == "kept"
+    finally:
+        sh("docker", "exec", has_path, "rm", "-rf", "/srv/dgw-test-scratch", check=False)
 
 
 def test_a_mount_or_image_outside_the_allow_list_is_refused_naming_the_field(gateway_url):
