@@ -83,11 +83,12 @@ def children(parent: int, name_part: str) -> list[int]:
 
 
 def start_ours(tmp: Path, dask_command: str | None = None, **settings: str) -> Server:
-    """This gateway, as the tests start it (local backend, shared password), with the production defaults for timing."""
+    """This gateway, as the tests start it (local backend, shared password), with the production defaults for timing.
+    Its cluster processes run at its own CPU priority, as the reference's do (local.niceness 0, see bench/README.md)."""
     tmp.mkdir(parents=True, exist_ok=True)
     extra = {"local.dask_command": dask_command} if dask_command else {}
     gw = start_gateway(tmp, **{
-        "auth.password": PASSWORD, "log.level": "info",
+        "auth.password": PASSWORD, "log.level": "info", "local.niceness": "0",
         "clusters.heartbeat_period": str(HEARTBEAT_PERIOD), "clusters.check_period": str(HEARTBEAT_PERIOD),
         "limits.create_rate": "100000", **extra, **settings,
     })
