@@ -3,7 +3,8 @@
  * pair has failed `maxFailures` times within `windowSeconds` of its first failure, its attempts are refused (429
  * with Retry-After) for `windowSeconds`, whatever password they carry, since checking them would let guessing go on.
  * Other user names, and the same name from other addresses, are not affected; a success resets the pair.
- * Memory is bounded: a pair is forgotten once its window and refusal are over, and past `maxKeys` pairs the oldest go.
+ * At most `maxFailures` checks of a pair run at once, more wait for a free slot: a burst of parallel guesses cannot
+ * overrun the limit, and parallel sign-ins of a real user are only queued. Memory is bounded: a pair is forgotten once its window and refusal are over, and past `maxKeys` pairs the oldest go.
  */
 import { createHash } from "node:crypto";
 
@@ -47,6 +48,8 @@ interface Entry {
   refusedUntil: number;
   /** Checks of this pair under way. */
   inFlight: number;
+  /** Attempts waiting for a check slot, woken one at a time. */
+  waiting: Array<() => void>;
 }
 
 /** Counts failed password checks per (address, user name) and refuses a pair that failed too often. */
@@ -78,34 +81,35 @@ export class FailureThrottle {
   async guard<T>(name: string, address: string, check: () => Promise<T | null>): Promise<T | null> {
     if (this.opts.maxFailures <= 0) return check();
     const key = keyOf(name, address);
-    const entry = this.current(key, this.now());
-    if (entry) {
-      const wait = this.refusal(entry);
-      if (wait > 0) {
-        this.opts.events?.refused?.();
-        throw new Throttled(wait);
-      }
-      entry.inFlight++;
-    }
+    const entry = await this.admit(key);
     let result: T | null;
     try {
       result = await check();
     } finally {
-      if (entry) entry.inFlight--;
+      entry.inFlight--;
+      entry.waiting.shift()?.();
     }
     if (result === null) this.failed(key, name, address);
     else this.succeeded(key);
     return result;
   }
 
-  /** Whole seconds the pair must wait, or 0 when its attempt may be checked. */
-  private refusal(entry: Entry): number {
-    const now = this.now();
-    if (entry.refusedUntil > now) return Math.max(1, Math.ceil((entry.refusedUntil - now) / 1000));
-    // Once a pair has failed, checks under way count too: parallel guesses cannot overrun the limit. A pair that
-    // never failed (a user with the right password) may have any number of checks under way.
-    if (entry.failures > 0 && entry.failures + entry.inFlight >= this.opts.maxFailures) return 1;
-    return 0;
+  /** The pair's entry with a check slot taken; waits while every slot is taken; throws Throttled while refused. */
+  private async admit(key: string): Promise<Entry> {
+    for (;;) {
+      const now = this.now();
+      const entry = this.current(key, now) ?? this.insert(key, now);
+      if (entry.refusedUntil > now) {
+        entry.waiting.shift()?.(); // the next in line learns it too
+        this.opts.events?.refused?.();
+        throw new Throttled(Math.max(1, Math.ceil((entry.refusedUntil - now) / 1000)));
+      }
+      if (entry.inFlight < this.opts.maxFailures) {
+        entry.inFlight++;
+        return entry;
+      }
+      await new Promise<void>((resolve) => entry.waiting.push(resolve));
+    }
   }
 
   private failed(key: string, name: string, address: string): void {
@@ -125,7 +129,7 @@ export class FailureThrottle {
   private succeeded(key: string): void {
     const entry = this.entries.get(key);
     if (!entry) return;
-    if (entry.inFlight === 0) this.entries.delete(key);
+    if (entry.inFlight === 0) this.drop(key, entry);
     else Object.assign(entry, { failures: 0, windowEnd: 0, refusedUntil: 0 });
   }
 
@@ -134,7 +138,7 @@ export class FailureThrottle {
     const entry = this.entries.get(key);
     if (!entry || !expired(entry, now)) return entry;
     if (entry.inFlight === 0) {
-      this.entries.delete(key);
+      this.drop(key, entry);
       return undefined;
     }
     return Object.assign(entry, { failures: 0, windowEnd: 0, refusedUntil: 0 });
@@ -144,15 +148,21 @@ export class FailureThrottle {
   private insert(key: string, now: number): Entry {
     for (const [k, e] of this.entries) {
       if (!expired(e, now) || e.inFlight > 0) break;
-      this.entries.delete(k);
+      this.drop(k, e);
     }
-    for (const k of this.entries.keys()) {
+    for (const [k, e] of this.entries) {
       if (this.entries.size < this.maxKeys) break;
-      this.entries.delete(k);
+      this.drop(k, e);
     }
-    const entry: Entry = { failures: 0, windowEnd: 0, refusedUntil: 0, inFlight: 0 };
+    const entry: Entry = { failures: 0, windowEnd: 0, refusedUntil: 0, inFlight: 0, waiting: [] };
     this.entries.set(key, entry);
     return entry;
+  }
+
+  /** Forgets a pair; attempts waiting for its slots try again (with a new entry). */
+  private drop(key: string, entry: Entry): void {
+    this.entries.delete(key);
+    for (const wake of entry.waiting.splice(0)) wake();
   }
 }
 

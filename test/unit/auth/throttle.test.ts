@@ -31,6 +31,18 @@ async function retryAfter(p: Promise<unknown>): Promise<number | "checked"> {
   }
 }
 
+/** A password check that takes a few milliseconds and answers `answer`; `most` is the most that ran at once. */
+function counted<T>(answer: T) {
+  const state = { running: 0, most: 0, check: async (): Promise<T> => {
+    state.running++;
+    state.most = Math.max(state.most, state.running);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    state.running--;
+    return answer;
+  } };
+  return state;
+}
+
 describe("FailureThrottle", () => {
   it("refuses a pair after maxFailures wrong passwords, even with the right one, until the window has passed", async () => {
     const { clock, seen, attempt } = make();
@@ -74,18 +86,25 @@ describe("FailureThrottle", () => {
     expect(await attempt(RIGHT)).toEqual({ name: "alice" });
   });
 
-  it("lets parallel guesses of a pair that failed no further than the limit", async () => {
-    const { attempt } = make();
-    await attempt("wrong");
-    const burst = await Promise.all(Array.from({ length: 10 }, () => retryAfter(attempt("wrong"))));
-    expect(burst.filter((r) => r === "checked")).toHaveLength(2);
-    expect(burst.filter((r) => r === 1)).toHaveLength(8);
+  it("runs at most maxFailures checks of a pair at once: a burst of guesses waits, then is refused", async () => {
+    const { throttle } = make(3);
+    const slow = counted(null);
+    const burst = await Promise.all(Array.from({ length: 20 }, () => retryAfter(throttle.guard("alice", "10.0.0.1", slow.check))));
+    expect(slow.most).toBe(3);
+    // Three run; two more take the slots the first two failures free; the third failure refuses the rest.
+    expect(burst.filter((r) => r === "checked")).toHaveLength(5);
+    expect(burst.filter((r) => r === 60)).toHaveLength(15);
   });
 
-  it("never refuses parallel checks of a pair that did not fail", async () => {
-    const { attempt } = make();
-    const burst = await Promise.all(Array.from({ length: 10 }, () => retryAfter(attempt(RIGHT))));
-    expect(burst.every((r) => r === "checked")).toBe(true);
+  it("queues parallel sign-ins of a real user beyond the slots, and never refuses them", async () => {
+    for (const maxFailures of [1, 3]) {
+      const { throttle } = make(maxFailures);
+      const slow = counted({ name: "alice" });
+      const burst = await Promise.all(Array.from({ length: 10 }, () => retryAfter(throttle.guard("alice", "10.0.0.1", slow.check))));
+      expect(burst.every((r) => r === "checked")).toBe(true);
+      expect(slow.most).toBe(maxFailures);
+      expect(throttle.size).toBe(0);
+    }
   });
 
   it("keeps at most maxKeys pairs, dropping the oldest, and forgets expired ones", async () => {
