@@ -25,6 +25,7 @@ import type { Logger } from "./logging.js";
 import { Metrics } from "./metrics.js";
 import { loadCatalog, type OptionsCatalog } from "./options/catalog.js";
 import { schedulerNeedsUser } from "./options/mounts.js";
+import { clientAddressOf } from "./proxy/client-address.js";
 import { dashboardMiddleware, dashboardUpgrade } from "./proxy/dashboard-route.js";
 import { PublicListener } from "./proxy/public-listener.js";
 import { selectRelay } from "./proxy/relay.js";
@@ -80,8 +81,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       return apiUrl;
     },
   });
+  const clientAddress = clientAddressOf(config.trustedProxies);
   const dashboards = {
     auth,
+    clientAddress,
     target: (name: string) => manager.dashboardTarget(name),
     exists: (name: string) => manager.get(name) !== undefined,
     canAct: (user: User, name: string) => {
@@ -91,7 +94,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
   };
   const web = webParts({ config, auth, backend, pool, log: log.child({ component: "web" }), manager });
   const app = createApp({
-    manager, auth, log, metrics, version: VERSION, maxBodyBytes: config.limits.maxBodyBytes,
+    manager, auth, log, metrics, clientAddress, version: VERSION, maxBodyBytes: config.limits.maxBodyBytes,
     before: [...web.before, dashboardMiddleware(dashboards)],
     extraRoutes: web.routes,
   });

@@ -6,6 +6,7 @@ import { createRequire } from "node:module";
 import Koa, { type Context, type Middleware } from "koa";
 import type { KoaBodyMiddlewareOptions } from "koa-body";
 import type { Authenticator } from "../auth/authenticator.js";
+import type { ClientAddress } from "../proxy/client-address.js";
 import { Throttled } from "../auth/throttle.js";
 import type { ClusterManager } from "../clusters/manager.js";
 import { PublicError } from "../clusters/manager.js";
@@ -21,6 +22,8 @@ export interface AppDeps {
   version: string;
   maxBodyBytes: number;
   metrics: Metrics;
+  /** Who the client is (the peer, or past trusted reverse proxies): what ctx.ip answers. */
+  clientAddress: ClientAddress;
   /** Extra middleware mounted before the API (the dashboard proxy, the web page). */
   before?: Middleware[];
   /** Adds the routes of extensions (logs, operators' views) to the API router. */
@@ -32,6 +35,10 @@ export function createApp(deps: AppDeps): Koa {
   const app = new Koa({ proxy: false });
   app.silent = true;
   app.use(errors(deps.log, deps.metrics));
+  app.use(async (ctx, next) => {
+    ctx.request.ip = deps.clientAddress(ctx.req);
+    await next();
+  });
   for (const m of deps.before ?? []) app.use(m);
   app.use(requireJsonBody);
   app.use(lazyKoaBody({ json: true, jsonLimit: deps.maxBodyBytes, jsonStrict: false, text: false, urlencoded: false, multipart: false }));

@@ -20,7 +20,7 @@ export class Unauthorized extends Error {
 export async function authenticateUser(ctx: Context, auth: Authenticator): Promise<User> {
   const fromCookie = auth.fromCookie(ctx.cookies.get(auth.cookieName));
   if (fromCookie) return fromCookie;
-  // ctx.ip is the socket's peer: the app does not trust X-Forwarded-For (proxy: false).
+  // ctx.ip is the client: the socket's peer, or past the operator's trusted_proxies (createApp sets it).
   const user = await auth.fromHeader(ctx.get("authorization") || undefined, ctx.ip);
   if (!user) throw new Unauthorized("Basic");
   // The cookie is set only if the handler succeeds, as the reference does.

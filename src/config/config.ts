@@ -5,6 +5,7 @@
 import { homedir, hostname } from "node:os";
 import { join } from "node:path";
 import { ConfigError, type FlatConfig } from "./load.js";
+import { clientAddressOf } from "../proxy/client-address.js";
 
 export interface HostPort {
   host: string;
@@ -15,6 +16,8 @@ export interface GatewayConfig {
   address: HostPort;
   schedulerAddress: HostPort | null;
   publicUrl: string;
+  /** Reverse proxies whose X-Forwarded-For is believed (checked: addresses or CIDR subnets). */
+  trustedProxies: string[];
   apiUrl: string | null;
   stateDir: string;
   tls: { cert: string; key: string } | null;
@@ -118,6 +121,7 @@ export function resolveConfig(flat: FlatConfig, env: NodeJS.ProcessEnv = process
     address,
     schedulerAddress,
     publicUrl: httpUrl(str("public_url") ?? `${scheme}://${publicHost}:${address.port}`, "public_url"),
+    trustedProxies: checkedProxies(flat.get("trusted_proxies") as string[]),
     apiUrl: str("api_url") ? httpUrl(str("api_url")!, "api_url") : null,
     stateDir: str("state_dir") ?? join(env.XDG_STATE_HOME || join(homedir(), ".local", "state"), "dask-gateway-swarm"),
     tls: tlsCert && tlsKey ? { cert: tlsCert, key: tlsKey } : null,
@@ -233,4 +237,14 @@ function httpUrl(value: string, key: string): string {
     throw new ConfigError(`${key}: expected an http:// or https:// URL with a host, got ${JSON.stringify(value)}`);
   }
   return stripSlash(value);
+}
+
+/** The trusted_proxies list, refused at startup when an entry is neither an address nor a CIDR subnet. */
+function checkedProxies(entries: string[]): string[] {
+  try {
+    clientAddressOf(entries);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  return entries;
 }

@@ -34,6 +34,7 @@ export const SETTINGS: readonly SettingDef[] = [
   def("address", "string", "0.0.0.0:8000", "Public listen address (host:port) for the API, dashboards and scheduler TLS traffic."),
   def("scheduler_address", "string", null, "Optional separate listen address for scheduler TLS traffic; by default it shares `address`."),
   def("public_url", "string", null, "URL users reach the gateway at; printed at startup. Default: http://<this host>:<port>."),
+  def("trusted_proxies", "list", [], "Addresses or CIDR subnets of the reverse proxies in front of the gateway. A request from one of them is counted under the client address its X-Forwarded-For gives (read from the right, past trusted proxies) by the sign-in throttle; from anywhere else, X-Forwarded-For is ignored. Comma-separated in env and flags."),
   def("api_url", "string", null, "URL schedulers use to reach the gateway API (ends in /api). Default: derived from `address` and the backend."),
   def("state_dir", "string", null, "Directory for the gateway's own state (generated password, cluster records, local cluster work directories). Default: $XDG_STATE_HOME/dask-gateway-swarm or ~/.local/state/dask-gateway-swarm."),
   def("tls.cert", "string", null, "PEM certificate file: serve the public API as HTTPS (scheduler traffic is always end-to-end TLS)."),

@@ -8,6 +8,7 @@ import type { Middleware } from "koa";
 import type { Authenticator } from "../auth/authenticator.js";
 import { Throttled } from "../auth/throttle.js";
 import type { User } from "../auth/users.js";
+import type { ClientAddress } from "./client-address.js";
 import { proxyHttp, proxyUpgrade, stripClusterPrefix } from "./dashboard-proxy.js";
 
 export interface DashboardDeps {
@@ -17,6 +18,7 @@ export interface DashboardDeps {
   /** Whether a cluster of that name exists (any status): unknown names get 404 before any 403. */
   exists: (name: string) => boolean;
   canAct: (user: User, name: string) => boolean;
+  clientAddress: ClientAddress;
 }
 
 const CHALLENGE = 'Basic realm="dask-gateway", charset="UTF-8"';
@@ -26,7 +28,7 @@ export function dashboardMiddleware(deps: DashboardDeps): Middleware {
   return async (ctx, next) => {
     const route = stripClusterPrefix(ctx.url);
     if (!route) return next();
-    const user = await userOf(deps.auth, ctx.req, ctx.cookies.get(deps.auth.cookieName));
+    const user = await userOf(deps, ctx.req, ctx.cookies.get(deps.auth.cookieName));
     if (!user) {
       ctx.status = 401;
       ctx.set("WWW-Authenticate", CHALLENGE);
@@ -58,7 +60,7 @@ export function dashboardUpgrade(deps: DashboardDeps) {
     const route = stripClusterPrefix(req.url ?? "");
     void (async () => {
       if (!route) return reject(socket, 404, "Not Found");
-      const user = await userOf(deps.auth, req, cookieValue(req, deps.auth.cookieName)).catch((err: unknown) => {
+      const user = await userOf(deps, req, cookieValue(req, deps.auth.cookieName)).catch((err: unknown) => {
         if (err instanceof Throttled) return err;
         throw err;
       });
@@ -73,9 +75,9 @@ export function dashboardUpgrade(deps: DashboardDeps) {
   };
 }
 
-/** The user of the cookie, else of Basic credentials from the socket's peer (as Koa's ctx.ip without `proxy`); may throw Throttled. */
-async function userOf(auth: Authenticator, req: IncomingMessage, cookie: string | undefined): Promise<User | null> {
-  return auth.fromCookie(cookie) ?? (await auth.fromHeader(req.headers.authorization, req.socket.remoteAddress ?? ""));
+/** The user of the cookie, else of Basic credentials from the client's address (as ctx.ip); may throw Throttled. */
+async function userOf(deps: DashboardDeps, req: IncomingMessage, cookie: string | undefined): Promise<User | null> {
+  return deps.auth.fromCookie(cookie) ?? (await deps.auth.fromHeader(req.headers.authorization, deps.clientAddress(req)));
 }
 
 function cookieValue(req: IncomingMessage, name: string): string | undefined {

@@ -31,12 +31,13 @@ def throttled(tmp_path_factory):
     stop_gateway(gw)
 
 
-def whoami_from(gw, source: str, user: str, password: str) -> int:
+def whoami_from(gw, source: str, user: str, password: str, forwarded: str | None = None) -> int:
     """The status of GET /api/v1/whoami sent from the loopback address `source` (127.0.0.0/8 is all this machine)."""
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10, source_address=(source, 0))
     try:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        conn.request("GET", "/api/v1/whoami", headers={"Authorization": f"Basic {token}"})
+        headers = {"Authorization": f"Basic {token}", **({"X-Forwarded-For": forwarded} if forwarded else {})}
+        conn.request("GET", "/api/v1/whoami", headers=headers)
         return conn.getresponse().status
     finally:
         conn.close()
@@ -80,3 +81,23 @@ def test_a_success_resets_the_count(throttled):
         for _ in range(MAX_FAILURES - 1):
             assert requests.get(url, auth=("carol", "wrong")).status_code == 401
         assert requests.get(url, auth=("carol", PASSWORD)).status_code == 200
+
+
+def test_x_forwarded_for_counts_only_from_a_trusted_proxy(throttled, tmp_path):
+    # Without trusted_proxies, a client cannot escape its count by claiming to forward for others.
+    for i in range(MAX_FAILURES):
+        assert whoami_from(throttled, "127.0.0.4", "eve", "wrong", forwarded=f"198.51.100.{i}") == 401
+    assert whoami_from(throttled, "127.0.0.4", "eve", PASSWORD, forwarded="198.51.100.99") == 429
+
+    # Behind a trusted proxy (127.0.0.3 stands for it), each client is counted under the address it forwards.
+    gw = start_gateway(tmp_path, **{"auth.password": PASSWORD, "auth.max_failures": str(MAX_FAILURES), "trusted_proxies": "127.0.0.3"})
+    try:
+        for _ in range(MAX_FAILURES):
+            assert whoami_from(gw, "127.0.0.3", "dora", "wrong", forwarded="203.0.113.9") == 401
+        assert whoami_from(gw, "127.0.0.3", "dora", PASSWORD, forwarded="203.0.113.9") == 429
+        assert whoami_from(gw, "127.0.0.3", "dora", PASSWORD, forwarded="192.0.2.1, 203.0.113.9") == 429  # the client's own entry is not believed
+        assert whoami_from(gw, "127.0.0.3", "dora", PASSWORD, forwarded="203.0.113.10") == 200  # another client behind the proxy
+        warnings = [json.loads(line) for line in gw.log_text().splitlines() if "too many wrong passwords" in line]
+        assert [(w["user"], w["address"]) for w in warnings] == [("dora", "203.0.113.9")]
+    finally:
+        stop_gateway(gw)

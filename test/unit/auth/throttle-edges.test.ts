@@ -14,6 +14,7 @@ import { sharedPasswordStore } from "../../../src/auth/users.js";
 import type { ClusterManager } from "../../../src/clusters/manager.js";
 import { createLogger } from "../../../src/logging.js";
 import { Metrics } from "../../../src/metrics.js";
+import { clientAddressOf } from "../../../src/proxy/client-address.js";
 import { dashboardUpgrade } from "../../../src/proxy/dashboard-route.js";
 import { CsrfTokens } from "../../../src/web/csrf.js";
 import type { LiveHub } from "../../../src/web/live.js";
@@ -26,16 +27,18 @@ const throttle = new FailureThrottle({
   events: { failed: () => metrics.authFailures.inc(), refused: () => metrics.authThrottled.inc() },
 });
 const auth = new Authenticator(sharedPasswordStore("pw", []), 300, Date.now, throttle);
+/** 127.0.0.3 stands for the operator's reverse proxy. */
+const clientAddress = clientAddressOf(["127.0.0.3"]);
 let server: http.Server;
 let port = 0;
 
 beforeAll(async () => {
   const app = createApp({
-    manager: {} as ClusterManager, auth, log: createLogger("silent", "json"), version: "test", maxBodyBytes: 65536, metrics,
+    manager: {} as ClusterManager, auth, log: createLogger("silent", "json"), version: "test", maxBodyBytes: 65536, metrics, clientAddress,
     extraRoutes: [addWebRoutes({ auth, tokens: new CsrfTokens(), live: {} as LiveHub, sessionMaxAge: 600, secureCookies: false })],
   });
   server = http.createServer(app.callback());
-  server.on("upgrade", dashboardUpgrade({ auth, exists: () => true, canAct: () => true, target: () => undefined }));
+  server.on("upgrade", dashboardUpgrade({ auth, clientAddress, exists: () => true, canAct: () => true, target: () => undefined }));
   await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
   port = (server.address() as AddressInfo).port;
 });
@@ -62,7 +65,8 @@ function request(method: string, path: string, headers: Record<string, string>, 
 }
 
 const basic = (user: string, password: string) => ({ Authorization: "Basic " + Buffer.from(`${user}:${password}`).toString("base64") });
-const whoami = (user: string, password: string, from?: string) => request("GET", "/api/v1/whoami", basic(user, password), undefined, from);
+const whoami = (user: string, password: string, from?: string, forwardedFor?: string) =>
+  request("GET", "/api/v1/whoami", { ...basic(user, password), ...(forwardedFor ? { "X-Forwarded-For": forwardedFor } : {}) }, undefined, from);
 const signIn = (name: string, password: string) =>
   request("POST", "/ui/session", { "Content-Type": "application/json" }, JSON.stringify({ name, password }));
 
@@ -117,5 +121,18 @@ describe("throttled sign-ins at the edges", () => {
     const refused = await handshake("erin", "pw");
     expect(refused).toMatch(/^HTTP\/1\.1 429 Too Many Requests\r\n/);
     expect(refused).toMatch(/\r\nRetry-After: \d+\r\n/);
+  });
+
+  it("behind a trusted proxy, counts each client under the address it forwards; X-Forwarded-For from others is ignored", async () => {
+    const proxy = "127.0.0.3";
+    for (let i = 0; i < 3; i++) expect((await whoami("frank", "wrong", proxy, "203.0.113.9, 198.51.100.7")).status).toBe(401);
+    expect((await whoami("frank", "pw", proxy, "198.51.100.7")).status).toBe(429);
+    // A client cannot pick the address it is counted under: only what the trusted proxy appended is believed.
+    expect((await whoami("frank", "pw", proxy, "192.0.2.1, 198.51.100.7")).status).toBe(429);
+    expect((await whoami("frank", "pw", proxy, "198.51.100.8")).status).toBe(200);
+    // The proxy itself, and an untrusted peer claiming to forward, count under their own addresses.
+    for (let i = 0; i < 3; i++) expect((await whoami("grace", "wrong", "127.0.0.4", `198.51.100.${i}`)).status).toBe(401);
+    expect((await whoami("grace", "pw", "127.0.0.4", "198.51.100.99")).status).toBe(429);
+    expect((await whoami("grace", "pw", proxy)).status).toBe(200);
   });
 });

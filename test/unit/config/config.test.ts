@@ -36,6 +36,8 @@ describe("configuration", () => {
     expect(() => load(undefined, {}, { address: "nowhere" })).toThrow(/address: expected host:port/);
     expect(() => load(undefined, {}, { api_url: "http://:8000/api" })).toThrow(/api_url: expected an http:\/\/ or https:\/\/ URL with a host/);
     expect(() => load(undefined, {}, { public_url: "gateway:8000" })).toThrow(/public_url: expected/);
+    expect(() => load(undefined, { DGW_TRUSTED_PROXIES: "10.0.0.5,nginx" })).toThrow(/trusted_proxies: 'nginx' is not an IP address or a CIDR subnet/);
+    expect(load(undefined, { DGW_TRUSTED_PROXIES: "10.0.0.5, 172.16.0.0/12" }).trustedProxies).toEqual(["10.0.0.5", "172.16.0.0/12"]);
     expect(() => load(undefined, {}, { "clusters.heartbeat_timeout": "1", "clusters.heartbeat_period": "5" })).toThrow(/heartbeat_timeout/);
     const dir = mkdtempSync(join(tmpdir(), "cfg-"));
     const file = join(dir, "c.yaml");

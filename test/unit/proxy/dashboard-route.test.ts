@@ -7,6 +7,7 @@ import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Authenticator } from "../../../src/auth/authenticator.js";
 import { sharedPasswordStore } from "../../../src/auth/users.js";
+import { clientAddressOf } from "../../../src/proxy/client-address.js";
 import { dashboardUpgrade } from "../../../src/proxy/dashboard-route.js";
 
 const HOST = "127.0.0.1";
@@ -19,6 +20,7 @@ beforeAll(async () => {
   server = http.createServer((_req, res) => res.end());
   server.on("upgrade", dashboardUpgrade({
     auth,
+    clientAddress: clientAddressOf([]),
     exists: (name) => owners.has(name),
     canAct: (user, name) => owners.has(name) && (user.admin || owners.get(name) === user.name),
     target: () => undefined,
