@@ -252,6 +252,7 @@ def test_sign_in_form_shows_the_throttle_after_too_many_wrong_passwords(gateway,
     w.page.get_by_label("Password").fill("guess")
     w.page.get_by_role("button", name="Sign in").click()
     w.page.get_by_role("alert").filter(has_text=re.compile(r"too many failed sign-ins .*try again in \d+ s")).wait_for()
+    w.shot("sign-in-throttled")
     assert w.problems(allowed=("status of 429",)) == []
 
 
