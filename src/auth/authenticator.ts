@@ -63,7 +63,7 @@ export class Authenticator {
   }
 
   /**
-   * Checks Basic credentials sent from `address` (the client's, as the socket gives it); null for missing,
+   * Checks Basic credentials sent from `address` (the client's, see proxy/client-address.ts); null for missing,
    * malformed or wrong ones. Throws Throttled when that address failed too often for that user name.
    */
   async fromHeader(header: string | undefined, address: string): Promise<User | null> {
