@@ -362,10 +362,11 @@ def section_scale(servers: dict[str, Server], rounds: int, workers: int) -> dict
 
 def section_api(tmp: Path, clusters: int, seconds: float, concurrencies: list[int]) -> dict:
     fakes = {k: fake_scheduler(tmp, k) for k in LABELS}
-    servers = {"ours": start_ours(tmp / "api-ours", dask_command=fakes["ours"][0]),
-               "reference": start_reference(tmp / "api-reference", dask_command=fakes["reference"][0])}
+    servers: dict[str, Server] = {}
     beats = None
     try:
+        servers["ours"] = start_ours(tmp / "api-ours", dask_command=fakes["ours"][0])
+        servers["reference"] = start_reference(tmp / "api-reference", dask_command=fakes["reference"][0])
         time.sleep(3)
         memory = {"idle_mib": {k: s.rss_mib() for k, s in servers.items()}}
         gws = {k: gateway(s) for k, s in servers.items()}
@@ -538,9 +539,12 @@ def main() -> None:
     try:
         if only & {"start", "pool", "relay", "scale"}:
             # Cold against cold: this gateway's warm pool is measured on its own (section 1b).
-            servers = {"ours": start_ours(tmp / "ours", **{"pool.size": "0"}), "reference": start_reference(tmp / "reference")}
-            data["relay_path"] = relay_path(servers["ours"])
+            servers: dict[str, Server] = {}
             try:
+                # One at a time inside the try: a reference that cannot start must not leave this gateway running.
+                servers["ours"] = start_ours(tmp / "ours", **{"pool.size": "0"})
+                servers["reference"] = start_reference(tmp / "reference")
+                data["relay_path"] = relay_path(servers["ours"])
                 if "start" in only:
                     log("section 1: cluster start")
                     data["start"] = section_start(servers, tmp, 3 if q else 20)
