@@ -5,7 +5,8 @@
 import type Router from "@koa/router";
 import type { Authenticator } from "../auth/authenticator.js";
 import type { Backend, NodeInfo } from "../backends/backend.js";
-import { PublicError, type ClusterManager } from "../clusters/manager.js";
+import type { ClusterManager } from "../clusters/manager.js";
+import { PublicError } from "../errors.js";
 import { Job } from "../clusters/model.js";
 import type { PoolCount } from "../clusters/pool.js";
 import { parseSince } from "../logs/lines.js";

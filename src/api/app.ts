@@ -7,9 +7,8 @@ import Koa, { type Context, type Middleware } from "koa";
 import type { KoaBodyMiddlewareOptions } from "koa-body";
 import type { Authenticator } from "../auth/authenticator.js";
 import type { ClientAddress } from "../proxy/client-address.js";
-import { Throttled } from "../auth/throttle.js";
 import type { ClusterManager } from "../clusters/manager.js";
-import { PublicError } from "../clusters/manager.js";
+import { PublicError } from "../errors.js";
 import type { Logger } from "../logging.js";
 import type { Metrics } from "../metrics.js";
 import { issueCookie, Unauthorized } from "./auth-middleware.js";
@@ -85,10 +84,6 @@ function respondError(ctx: Context, err: unknown, log: Logger): void {
   if (err instanceof Unauthorized) {
     ctx.status = 401;
     ctx.set("WWW-Authenticate", err.scheme);
-    ctx.body = { error: err.message };
-  } else if (err instanceof Throttled) {
-    ctx.status = 429;
-    ctx.set("Retry-After", String(err.retryAfter));
     ctx.body = { error: err.message };
   } else if (err instanceof PublicError) {
     ctx.status = err.status;

@@ -7,11 +7,14 @@
  * overrun the limit, and parallel sign-ins of a real user are only queued. Memory is bounded: a pair is forgotten once its window and refusal are over, and past `maxKeys` pairs the oldest go.
  */
 import { createHash } from "node:crypto";
+import { PublicError } from "../errors.js";
 
-/** Thrown instead of checking a password; answered 429 with `Retry-After: retryAfter` (whole seconds). */
-export class Throttled extends Error {
-  constructor(readonly retryAfter: number) {
-    super(`too many failed sign-ins for this user name from your address; try again in ${retryAfter} s`);
+/** Thrown instead of checking a password: a 429 with `Retry-After: retryAfter` (whole seconds). */
+export class Throttled extends PublicError {
+  declare readonly retryAfter: number;
+
+  constructor(retryAfter: number) {
+    super(429, `too many failed sign-ins for this user name from your address; try again in ${retryAfter} s`, retryAfter);
   }
 }
 

@@ -21,14 +21,9 @@ import { poolKey, type PoolHost, type PoolOptionSet, type WarmPool } from "./poo
 import { claimScheduler, schedulerVersions, sendToScheduler, type SchedulerMessage } from "./scheduler-api.js";
 import type { ClusterStore } from "./store.js";
 import { WorkQueue } from "./workqueue.js";
+import { CreateRate } from "./create-rate.js";
+import { PublicError } from "../errors.js";
 
-/** An error whose message is meant for the user, with the HTTP status that carries it. */
-export class PublicError extends Error {
-  /** `retryAfter`: whole seconds a refused client should wait (sent as Retry-After with its 429). */
-  constructor(readonly status: number, message: string, readonly retryAfter?: number) {
-    super(message);
-  }
-}
 
 export interface ManagerOptions {
   backend: Backend;
@@ -59,8 +54,7 @@ const CHECKS_PER_TURN = 100;
 export class ClusterManager {
   private readonly clusters = new Map<string, ClusterRecord>();
   private readonly readyWaiters = new Map<string, Set<() => void>>();
-  /** Creation times per user in the last minute, for limits.create_rate. */
-  private readonly recentCreates = new Map<string, number[]>();
+  private readonly createRate: CreateRate;
   private readonly queue: WorkQueue;
   private readonly now: () => number;
   private checkTimer: NodeJS.Timeout | undefined;
@@ -69,6 +63,7 @@ export class ClusterManager {
 
   constructor(private readonly opts: ManagerOptions) {
     this.now = opts.now ?? Date.now;
+    this.createRate = new CreateRate(opts.limits.createRate, this.now);
     this.queue = new WorkQueue((key) => this.reconcile(key), {
       parallelism: 20,
       backoffBaseMs: 100,
@@ -155,7 +150,7 @@ export class ClusterManager {
     await this.opts.backend.ping?.().catch((err: Error) => {
       throw this.unreachable(err, "nothing was created; try again shortly");
     });
-    this.countCreate(user.name);
+    this.createRate.take(user.name);
     return parsed;
   }
 
@@ -568,18 +563,6 @@ export class ClusterManager {
 
   private unreachable(err: Error, consequence: string): PublicError {
     return new PublicError(503, `the ${this.opts.backend.kind} backend cannot be reached (${err.message}); ${consequence}`);
-  }
-
-  /** Refuses a creation beyond limits.create_rate in the last minute (429), else records it. */
-  private countCreate(user: string): void {
-    const now = this.now();
-    const recent = (this.recentCreates.get(user) ?? []).filter((t) => now - t < 60_000);
-    if (recent.length >= this.opts.limits.createRate) {
-      const wait = Math.max(1, Math.ceil((60_000 - (now - recent[0]!)) / 1000)); // until the oldest leaves the minute
-      throw new PublicError(429, `user ${user} created ${recent.length} clusters in the last minute, the limit set by limits.create_rate; try again in ${wait} s`, wait);
-    }
-    recent.push(now);
-    this.recentCreates.set(user, recent);
   }
 
   /** The most workers this cluster may have now: its own limit and what its user has left. */

@@ -2,11 +2,11 @@
  * Dashboards behind the gateway's own authentication: `/clusters/<name>/...` reaches the cluster's
  * dashboard only for its owner or an admin (the reference leaves them open to anyone with the link).
  */
-import type { IncomingMessage } from "node:http";
+import { STATUS_CODES, type IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Middleware } from "koa";
 import type { Authenticator } from "../auth/authenticator.js";
-import { Throttled } from "../auth/throttle.js";
+import { PublicError } from "../errors.js";
 import type { User } from "../auth/users.js";
 import type { ClientAddress } from "./client-address.js";
 import { proxyHttp, proxyUpgrade, stripClusterPrefix } from "./dashboard-proxy.js";
@@ -61,10 +61,10 @@ export function dashboardUpgrade(deps: DashboardDeps) {
     void (async () => {
       if (!route) return reject(socket, 404, "Not Found");
       const user = await userOf(deps, req, cookieValue(req, deps.auth.cookieName)).catch((err: unknown) => {
-        if (err instanceof Throttled) return err;
+        if (err instanceof PublicError) return err;
         throw err;
       });
-      if (user instanceof Throttled) return reject(socket, 429, "Too Many Requests", `Retry-After: ${user.retryAfter}\r\n`);
+      if (user instanceof PublicError) return reject(socket, user.status, STATUS_CODES[user.status] ?? "Error", user.retryAfter ? `Retry-After: ${user.retryAfter}\r\n` : "");
       if (!user) return reject(socket, 401, "Unauthorized", `WWW-Authenticate: ${CHALLENGE}\r\n`);
       if (!deps.exists(route.name)) return reject(socket, 404, "Not Found");
       if (!deps.canAct(user, route.name)) return reject(socket, 403, "Forbidden");

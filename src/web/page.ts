@@ -7,7 +7,7 @@ import type Router from "@koa/router";
 import type { Context, Middleware } from "koa";
 import type { Authenticator } from "../auth/authenticator.js";
 import { authenticateUser, Unauthorized } from "../api/auth-middleware.js";
-import { PublicError } from "../clusters/manager.js";
+import { PublicError } from "../errors.js";
 import { CONTENT_SECURITY_POLICY, INDEX_HTML, loadAssets, type Asset } from "./assets.js";
 import type { CsrfTokens } from "./csrf.js";
 import type { LiveHub } from "./live.js";

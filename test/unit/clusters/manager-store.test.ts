@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Backend } from "../../../src/backends/backend.js";
-import { ClusterManager, PublicError } from "../../../src/clusters/manager.js";
+import { ClusterManager } from "../../../src/clusters/manager.js";
+import { PublicError } from "../../../src/errors.js";
 import { Job, type ClusterRecord } from "../../../src/clusters/model.js";
 import { memoryStore, type ClusterStore } from "../../../src/clusters/store.js";
 import { resolveConfig } from "../../../src/config/config.js";
