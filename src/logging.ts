@@ -2,9 +2,9 @@
  * The gateway's logger: one JSON line per event, or human-readable lines on a terminal.
  * Secret-bearing fields are redacted by name as a second line of defence; code never logs secrets on purpose.
  */
-import { createRequire } from "node:module";
 import { pino, type Logger } from "pino";
 import type pinoPretty from "pino-pretty";
+import { loadPackage } from "./lazy.js";
 
 export type { Logger };
 
@@ -19,7 +19,7 @@ export function createLogger(level: string, format: "auto" | "json" | "pretty" =
   const options = { level, redact: { paths: REDACT, censor: "[redacted]" }, base: { service: "dask-gateway" } };
   const usePretty = format === "pretty" || (format === "auto" && process.stderr.isTTY === true);
   // Loaded only when used: a gateway logging JSON (a service, a container) does not hold it.
-  const pretty = usePretty ? (createRequire(import.meta.url)("pino-pretty") as typeof pinoPretty) : undefined;
+  const pretty = usePretty ? loadPackage<typeof pinoPretty>("pino-pretty") : undefined;
   if (pretty) return pino(options, pretty({ destination: 2, colorize: true, sync: true, ignore: "pid,hostname,service" }));
   return pino(options, pino.destination({ dest: 2, sync: false }));
 }

@@ -2,13 +2,13 @@
  * The Koa application: error mapping, body parsing, the API router and the session cookie.
  */
 import type Router from "@koa/router";
-import { createRequire } from "node:module";
 import Koa, { type Context, type Middleware } from "koa";
 import type { KoaBodyMiddlewareOptions } from "koa-body";
 import type { Authenticator } from "../auth/authenticator.js";
 import type { ClientAddress } from "../proxy/client-address.js";
 import type { ClusterManager } from "../clusters/manager.js";
 import { PublicError } from "../errors.js";
+import { loadPackage } from "../lazy.js";
 import type { Logger } from "../logging.js";
 import type { Metrics } from "../metrics.js";
 import { issueCookie, Unauthorized } from "./auth-middleware.js";
@@ -108,7 +108,7 @@ function lazyKoaBody(options: Partial<KoaBodyMiddlewareOptions>): Middleware {
   let parse: Middleware | undefined;
   return (ctx, next) => {
     if (!hasRequestBody(ctx)) return next();
-    parse ??= (createRequire(import.meta.url)("koa-body") as typeof import("koa-body")).koaBody(options) as unknown as Middleware;
+    parse ??= loadPackage<typeof import("koa-body")>("koa-body").koaBody(options) as unknown as Middleware;
     return parse(ctx, next);
   };
 }

@@ -3,11 +3,11 @@
  * exist once. Errors name the offending field.
  */
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Ajv2020 as Ajv, ErrorObject, ValidateFunction } from "ajv/dist/2020.js";
 import type addFormatsModule from "ajv-formats";
+import { loadPackage } from "../lazy.js";
 
 const PROTOCOL_FILE = resolve(dirname(fileURLToPath(import.meta.url)), "../../protocol/openapi.json");
 
@@ -20,10 +20,9 @@ export const openapi: { info: { version: string }; components: { schemas: Record
 let ajv: Ajv | undefined;
 function validator(): Ajv {
   if (ajv) return ajv;
-  const require = createRequire(import.meta.url);
-  const { Ajv2020 } = require("ajv/dist/2020.js") as typeof import("ajv/dist/2020.js");
+  const { Ajv2020 } = loadPackage<typeof import("ajv/dist/2020.js")>("ajv/dist/2020.js");
   ajv = new Ajv2020({ strict: false, allErrors: false });
-  (require("ajv-formats") as typeof addFormatsModule).default(ajv);
+  loadPackage<typeof addFormatsModule>("ajv-formats").default(ajv);
   ajv.addSchema(openapi, "openapi.json");
   return ajv;
 }
