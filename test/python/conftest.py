@@ -173,8 +173,23 @@ for _name, (_password, _admin) in USERS.items():
 
 def start_gateway(tmp: Path, own_session: bool = False, **settings) -> RunningGateway:
     """Starts a gateway with the given settings (flag names as keys) and waits for /api/health; `own_session` runs it
-    in a session of its own, as a service runs (Linux then shares the CPU between sessions before processes)."""
-    port = free_port()
+    in a session of its own, as a service runs (Linux then shares the CPU between sessions before processes).
+    A free port chosen here can be taken by another process before the gateway listens (a CI run lost a fixture
+    so): then the gateway is started again on another one."""
+    for attempt in range(3):
+        try:
+            return _start_gateway_once(tmp, free_port(), own_session, settings)
+        except PortTaken:
+            if "address" in settings or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    """The gateway exited because its address was already in use."""
+
+
+def _start_gateway_once(tmp: Path, port: int, own_session: bool, settings: dict) -> RunningGateway:
     state = tmp / "state"
     state.mkdir(parents=True, exist_ok=True)
     defaults = {
@@ -204,7 +219,8 @@ def start_gateway(tmp: Path, own_session: bool = False, **settings) -> RunningGa
     deadline = time.time() + 30
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited: {log_file.read_text()}")
+            log = log_file.read_text()
+            raise (PortTaken if "EADDRINUSE" in log else RuntimeError)(f"gateway exited: {log}")
         try:
             if requests.get(f"{url}/api/health", timeout=1).ok:
                 return RunningGateway(url, port, state, log_file, proc, merged)
